@@ -1,0 +1,207 @@
+"""The one training loop, shared by `gender train`, every Ray trial and the final retrain.
+
+`Trainer` owns model, optimiser, schedule and RNG state (all checkpointable);
+`train_one_epoch` and `evaluate` are the only places a batch is processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gender.augment import augment, normalize
+from gender.config import TrainConfig
+from gender.data.tensors import TensorData
+from gender.errors import UserError
+from gender.metrics import binary_metrics, measure_latency
+from gender.models import build_model
+
+__all__ = ["Trainer", "Diverged", "resolve_device", "train_one_epoch", "evaluate", "predict_probs"]
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite: the configuration is hopeless."""
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Pick the device once. "auto": the (Ray-assigned, visible) GPU if any, else CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {spec}: CUDA is not available on this machine")
+    try:
+        return torch.device(spec)
+    except RuntimeError:
+        raise UserError(f"--device {spec}: not a device (use auto, cpu, cuda, cuda:N)") from None
+
+
+def _autocast(device: torch.device):
+    # bf16 needs no loss scaling; on CPU this is a no-op context and fp32 stays exact.
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _to_input(images_u8: torch.Tensor, device: torch.device, strength: float = 0.0,
+              gen: torch.Generator | None = None) -> torch.Tensor:
+    x = images_u8.to(device, non_blocking=True).float().div_(255.0)
+    x = normalize(augment(x, strength, gen))
+    if device.type == "cuda":
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train_one_epoch(model, opt, sched, data: TensorData, idx: np.ndarray, cfg: TrainConfig,
+                    device: torch.device, gen: torch.Generator, pos_weight: float,
+                    on_step: Callable[[int], None] | None = None) -> dict:
+    model.train()
+    order = idx[torch.randperm(len(idx), generator=gen).numpy()]
+    pw = torch.tensor(pos_weight, device=device)
+    total, seen, t0 = 0.0, 0, time.perf_counter()
+    for start in range(0, len(order), cfg.batch_size):
+        b = order[start:start + cfg.batch_size]
+        if len(b) < 2 and cfg.batch_norm:
+            continue  # batch norm cannot train on a batch of one
+        x = _to_input(data.images[b], device, cfg.augment, gen)
+        y = data.labels[b].to(device)
+        with _autocast(device):
+            logits = model(x)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pw)
+        if not torch.isfinite(loss):
+            raise Diverged(f"training loss is {loss.item()} at step {start // cfg.batch_size}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item() * len(b)  # .item() syncs once per step; cheap next to a VGG step
+        seen += len(b)
+        if on_step is not None:
+            on_step(len(b))
+    secs = time.perf_counter() - t0
+    return {"train_loss": total / max(seen, 1), "train_seconds": secs,
+            "images_per_s": seen / secs if secs > 0 else 0.0}
+
+
+@torch.inference_mode()
+def predict_probs(model, images_u8: torch.Tensor, device: torch.device,
+                  batch_size: int = 256) -> np.ndarray:
+    """P(male) for every image of a uint8 batch tensor."""
+    model.eval()
+    out = []
+    for start in range(0, len(images_u8), batch_size):
+        x = _to_input(images_u8[start:start + batch_size], device)
+        with _autocast(device):
+            out.append(torch.sigmoid(model(x).float()).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def evaluate(model, data: TensorData, idx: np.ndarray, device: torch.device,
+             batch_size: int = 256) -> dict:
+    y = data.labels[idx].numpy()
+    p = predict_probs(model, data.images[idx], device, batch_size)
+    eps = 1e-7
+    loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
+    return {"loss": loss, **binary_metrics(y, p), "probs": p}
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, alpha=cfg.alpha, momentum=cfg.momentum,
+                                   weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0,
+                           weight_decay=cfg.weight_decay)
+
+
+def make_schedule(opt, cfg: TrainConfig, steps_per_epoch: int):
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(steps_per_epoch, total // 10)  # a short warm-up keeps high lrs from blowing up
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if cfg.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / (total - warmup))))
+        if cfg.lr_schedule == "step":
+            return 0.1 ** int(3 * step / total)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class Trainer:
+    """One run: `fit` trains `cfg.epochs` epochs on `train_split`, evaluating `eval_split`.
+
+    `on_epoch(epoch, metrics)` is called after every epoch (the tuner reports and
+    checkpoints there); returning False stops the run.
+    """
+
+    def __init__(self, cfg: TrainConfig, data: TensorData, device: torch.device,
+                 train_split: str | tuple[str, ...] = "train", eval_split: str | None = "val"):
+        self.cfg, self.data, self.device = cfg, data, device
+        names = (train_split,) if isinstance(train_split, str) else train_split
+        self.train_idx = np.sort(np.concatenate([data.splits[n] for n in names]))
+        self.eval_split = eval_split
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.model = build_model(cfg).to(device)
+        if device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.opt = make_optimizer(self.model, cfg)
+        steps = math.ceil(len(self.train_idx) / cfg.batch_size)
+        self.sched = make_schedule(self.opt, cfg, steps)
+        self.epoch = 0
+        self.history: list[dict] = []
+        labels = data.labels[self.train_idx]
+        pos = float(labels.sum())
+        # Weighted loss: a male example counts n_female / n_male as much, so the rarer
+        # class is not ignored. Undersampling is done on the split itself, upstream.
+        self.pos_weight = (len(labels) - pos) / pos if cfg.balance == "weighted" and pos else 1.0
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "schedule": self.sched.state_dict(), "epoch": self.epoch,
+                "rng": self.gen.get_state(), "history": self.history,
+                "config": self.cfg.to_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["schedule"])
+        self.epoch = int(state["epoch"])
+        self.gen.set_state(state["rng"])
+        self.history = list(state["history"])
+
+    def run_epoch(self, on_step: Callable[[int], None] | None = None) -> dict:
+        t0 = time.perf_counter()
+        m = train_one_epoch(self.model, self.opt, self.sched, self.data, self.train_idx,
+                            self.cfg, self.device, self.gen, self.pos_weight, on_step)
+        self.epoch += 1
+        m["epoch"] = self.epoch
+        if self.eval_split:
+            ev = evaluate(self.model, self.data, self.data.splits[self.eval_split], self.device)
+            ev.pop("probs")
+            m.update({("val_" + k): v for k, v in ev.items()})
+        m.update(measure_latency(self.model, self.data.image_size, self.device, iters=10))
+        m["epoch_seconds"] = time.perf_counter() - t0
+        self.history.append({k: v for k, v in m.items() if not isinstance(v, list)})
+        return m
+
+    def fit(self, on_epoch: Callable[[int, dict], bool | None] | None = None,
+            on_step: Callable[[int], None] | None = None) -> list[dict]:
+        while self.epoch < self.cfg.epochs:
+            m = self.run_epoch(on_step)
+            if on_epoch is not None and on_epoch(self.epoch, m) is False:
+                break
+        return self.history

@@ -1,0 +1,151 @@
+"""Run an experiment: data into the object store once, Optuna TPE proposing, ASHA
+stopping, then trials.csv, the retrained best model and the summary."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from gender.data.splits import write_splits
+from gender.data.tensors import load_arrays
+from gender.errors import UserError
+from gender.pipeline import prepare
+from tuning.outputs import trials_table, write_trials
+from tuning.resources import default_resources
+from tuning.settings import TuneSettings
+from tuning.space import NOTEBOOK_GRID, define_by_run
+from tuning.trainable import train_trial
+
+__all__ = ["start_ray", "put_data", "build_tuner", "run_experiment", "resume_experiment",
+           "finish_experiment", "JOURNAL"]
+
+JOURNAL = "optuna.journal"
+
+
+def start_ray(address: str | None, quiet: bool = False) -> None:
+    """Connect to a cluster, or start a local Ray that listens on 127.0.0.1 only."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    if address:
+        ray.init(address=address, log_to_driver=not quiet)
+    else:
+        ray.init(dashboard_host="127.0.0.1", include_dashboard=False, log_to_driver=not quiet,
+                 configure_logging=not quiet)
+
+
+def put_data(settings: TuneSettings, sizes: list[int], fresh_splits: bool) -> dict:
+    """Decode once on the driver (cached on disk), then one object-store copy per image
+    size that every trial on every node reads zero-copy. Writes/reads `splits.csv`."""
+    exp = settings.exp_dir
+    splits_csv = exp / "splits.csv"
+    prep = prepare(settings.data, sizes[0], seed=settings.seed,
+                   splits_csv=None if fresh_splits else splits_csv)
+    if fresh_splits:
+        write_splits(prep.splits, splits_csv)
+    images = {sizes[0]: ray.put(prep.data.images.numpy())}
+    for size in sizes[1:]:
+        images[size] = ray.put(load_arrays(prep.index, size))
+    return {"images": images, "labels": prep.data.labels.numpy(),
+            "splits": prep.data.splits, "fingerprint": prep.index.fingerprint()}
+
+
+def _storage(settings: TuneSettings):
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return JournalStorage(JournalFileBackend(str(settings.exp_dir / JOURNAL)))
+
+
+def _trainable(settings: TuneSettings, data: dict):
+    res = default_resources(ray.cluster_resources(), settings.cpus_per_trial,
+                            settings.gpus_per_trial)
+    return tune.with_resources(tune.with_parameters(train_trial, data=data), res.as_dict()), res
+
+
+def _run_config(settings: TuneSettings, verbose: int):
+    from ray.tune import CheckpointConfig, FailureConfig, RunConfig
+
+    return RunConfig(
+        name=settings.name, storage_path=settings.storage_path, verbose=verbose,
+        # Keep the best checkpoint by validation F1; Ray also keeps the latest to resume.
+        checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_f1",
+                                           checkpoint_score_order="max"),
+        # A trial whose worker or node dies restarts (from its checkpoint) elsewhere.
+        failure_config=FailureConfig(max_failures=3),
+    )
+
+
+def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1) -> tune.Tuner:
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    trainable, res = _trainable(settings, data)
+    multi = settings.objective == "f1,latency"
+    searcher = OptunaSearch(
+        space=define_by_run(settings.space, {"epochs": settings.max_epochs,
+                                             "seed": settings.seed}),
+        metric=["val_f1", "latency_ms_p50"] if multi else "val_f1",
+        mode=["max", "min"] if multi else "max",
+        points_to_evaluate=[dict(p) for p in NOTEBOOK_GRID] if settings.seed_grid else None,
+        seed=settings.seed, storage=_storage(settings), study_name=settings.name)
+    slots = res.slots(ray.cluster_resources())
+    scheduler = ASHAScheduler(metric="val_f1", mode="max", time_attr="training_iteration",
+                              max_t=settings.max_epochs, grace_period=settings.grace_period,
+                              reduction_factor=settings.reduction_factor)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=slots), scheduler=scheduler,
+            num_samples=settings.num_samples, time_budget_s=settings.time_budget),
+        run_config=_run_config(settings, verbose),
+    )
+
+
+def finish_experiment(settings: TuneSettings, results, quiet: bool = False) -> dict:
+    """trials.csv, then the retrain of the best into best/, then the summary."""
+    exp = settings.exp_dir
+    table = trials_table(results, settings.max_epochs)
+    write_trials(table, exp / "trials.csv")
+    summary = {"trials": len(table), "statuses": table["status"].value_counts().to_dict()}
+    if settings.retrain:
+        from tuning.retrain import retrain_best
+
+        summary["best"] = retrain_best(exp, quiet=quiet)
+    return summary
+
+
+def run_experiment(settings: TuneSettings, verbose: int = 1) -> dict:
+    exp = settings.exp_dir
+    if (exp / "tuner.pkl").exists() or (exp / "trials.csv").exists():
+        raise UserError(f"--name {settings.name}: {exp} already holds an experiment "
+                        f"(use --resume {exp} or another --name)")
+    settings.save()
+    start_ray(settings.address, quiet=verbose == 0)
+    sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
+    data = put_data(settings, sizes, fresh_splits=True)
+    results = build_tuner(settings, data, verbose).fit()
+    return finish_experiment(settings, results, quiet=verbose == 0)
+
+
+def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
+    """Restore after a lost driver: finished trials kept, unfinished and errored resumed
+    from their checkpoints, the Optuna study continued from its journal."""
+    settings = TuneSettings.load(exp_dir)
+    start_ray(settings.address, quiet=verbose == 0)
+    path = str(Path(settings.storage_path) / settings.name) if settings.storage else str(
+        settings.exp_dir)
+    if not tune.Tuner.can_restore(path):
+        raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
+    sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
+    data = put_data(settings, sizes, fresh_splits=False)
+    trainable, _ = _trainable(settings, data)
+    tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
+                               resume_errored=True)
+    return finish_experiment(settings, tuner.fit(), quiet=verbose == 0)

@@ -1,0 +1,84 @@
+"""`TuneSettings`: everything one experiment was asked to do, saved as
+`experiment.json` so `--resume` and `gender retrain` rebuild it from the folder alone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gender.errors import ConfigError, UserError
+
+__all__ = ["TuneSettings", "OBJECTIVES", "SETTINGS_FILE"]
+
+OBJECTIVES = ("f1", "f1,latency")
+SETTINGS_FILE = "experiment.json"
+
+
+@dataclass
+class TuneSettings:
+    data: str  # dataset folder, as seen by the driver
+    name: str
+    results: str = "results"  # local folder for trials.csv, best/, report/
+    storage: str | None = None  # Ray's storage (local path or s3://, gs://); default: results
+    num_samples: int = 20
+    max_epochs: int = 10
+    grace_period: int = 2
+    reduction_factor: int = 3
+    objective: str = "f1"
+    cpus_per_trial: float | None = None
+    gpus_per_trial: float | None = None
+    time_budget: float | None = None
+    seed: int = 0
+    seed_grid: bool = False
+    space: dict = field(default_factory=dict)
+    address: str | None = None
+    retrain: bool = True
+    quick: bool = False
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        check(self.num_samples >= 1, f"--num-samples must be >= 1, got {self.num_samples}")
+        check(self.max_epochs >= 1, f"--max-epochs must be >= 1, got {self.max_epochs}")
+        check(1 <= self.grace_period <= self.max_epochs,
+              f"--grace-period must be in [1, --max-epochs], got {self.grace_period}")
+        check(self.reduction_factor >= 2,
+              f"--reduction-factor must be >= 2, got {self.reduction_factor}")
+        check(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
+        check(self.time_budget is None or self.time_budget > 0,
+              f"--time-budget must be > 0 seconds, got {self.time_budget}")
+        check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
+              f"--name must be a plain folder name, got {self.name!r}")
+
+    @property
+    def exp_dir(self) -> Path:
+        return Path(self.results).resolve() / self.name
+
+    @property
+    def storage_path(self) -> str:
+        return self.storage or str(Path(self.results).resolve())
+
+    def save(self) -> None:
+        self.exp_dir.mkdir(parents=True, exist_ok=True)
+        path = self.exp_dir / SETTINGS_FILE
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, exp_dir: str | Path) -> TuneSettings:
+        path = Path(exp_dir) / SETTINGS_FILE
+        if not path.is_file():
+            raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: not valid JSON ({e})") from None
+        # The folder may have moved since: trust where it is now.
+        d["results"], d["name"] = str(Path(exp_dir).resolve().parent), Path(exp_dir).resolve().name
+        return cls(**d)

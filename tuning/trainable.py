@@ -1,0 +1,78 @@
+"""The Ray Tune trainable: a thin adapter from the shared training loop to `tune.report`.
+
+Data arrive as object-store references (decoded once by the driver, read zero-copy
+here). Each epoch reports validation metrics with a checkpoint; a restarted trial
+resumes from its last checkpoint instead of epoch 1.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import ray
+import torch
+from ray import tune
+
+from gender.data.tensors import TensorData
+from gender.engine import Diverged, Trainer
+from gender.metrics import measure_latency
+from tuning.space import trial_config
+
+__all__ = ["train_trial", "trial_device", "CHECKPOINT_FILE", "REPORTED"]
+
+CHECKPOINT_FILE = "trainer.pt"
+# Metrics sent to Tune every epoch (val_* on the validation split).
+REPORTED = ("train_loss", "val_loss", "val_f1", "val_accuracy", "val_precision", "val_recall",
+            "val_auc", "epoch_seconds", "images_per_s", "latency_ms_p50", "epoch")
+
+
+def trial_device() -> torch.device:
+    """The GPU Ray assigned to this trial (it sets CUDA_VISIBLE_DEVICES), else CPU.
+
+    A trial given a (fraction of a) logical GPU on a machine without CUDA falls back to
+    the CPU rather than failing, so fake GPU resources work in tests.
+    """
+    if ray.get_gpu_ids() and torch.cuda.is_available():
+        return torch.device("cuda", 0)  # index 0 *within* the visible devices
+    return torch.device("cpu")
+
+
+def _threads() -> int:
+    # Use exactly the CPUs Ray reserved for this trial, so concurrent trials don't fight.
+    res = ray.get_runtime_context().get_assigned_resources()
+    return max(1, int(res.get("CPU", 1)))
+
+
+def train_trial(params: dict, data: dict) -> None:
+    """`data`: {"images": {size: ObjectRef}, "labels": ndarray, "splits": {name: ndarray}}."""
+    cfg = trial_config(params)
+    torch.set_num_threads(_threads())
+    images = ray.get(data["images"][cfg.image_size])  # zero-copy view of the object store
+    tensors = TensorData.from_arrays(images, data["labels"], data["splits"])
+    trainer = Trainer(cfg, tensors, trial_device())
+
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:  # restarted after a failure, or resumed: continue, don't restart
+        with ckpt.as_directory() as d:
+            trainer.load_state_dict(torch.load(Path(d) / CHECKPOINT_FILE, map_location="cpu",
+                                               weights_only=True))
+
+    def report(epoch: int, m: dict) -> None:
+        metrics = {k: m[k] for k in REPORTED if k in m}
+        metrics.update(diverged=0, node_id=ray.get_runtime_context().get_node_id(),
+                       device=str(trainer.device))
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(trainer.state_dict(), os.path.join(d, CHECKPOINT_FILE))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    try:
+        trainer.fit(report)
+    except Diverged as e:
+        # A NaN/inf loss ends the trial as diverged: reported with F1 0 so neither ASHA
+        # nor the best-trial choice can pick it, and flagged for trials.csv.
+        lat = measure_latency(trainer.model, cfg.image_size, trainer.device, iters=3)
+        tune.report({"val_f1": 0.0, "val_accuracy": 0.0, "diverged": 1, "diverged_reason": str(e),
+                     "epoch": trainer.epoch + 1, "node_id": ray.get_runtime_context().get_node_id(),
+                     "latency_ms_p50": lat["latency_ms_p50"]})
