@@ -87,7 +87,8 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"invalid config: unknown field(s) {', '.join(unknown)}")
-        return cls(**d)
+        # numpy scalars (from pandas or Optuna) -> plain Python, so files stay weights_only-safe.
+        return cls(**{k: v.item() if hasattr(v, "item") else v for k, v in d.items()})
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
 
+from gender.augment import MEAN, STD
 from gender.config import TrainConfig
 from gender.data.tensors import PREPROCESS
 from gender.errors import UserError
@@ -36,7 +38,7 @@ def save_model(path: str | Path, model: VGG, cfg: TrainConfig, metrics: dict | N
     _atomic_save({
         "format": FORMAT, "config": cfg.to_dict(), "state_dict": state,
         "preprocess": {**PREPROCESS, "image_size": cfg.image_size,
-                       "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+                       "mean": list(MEAN), "std": list(STD)},
         "classes": CLASSES, "metrics": metrics or {},
     }, path)
     return path
@@ -52,7 +54,8 @@ def resolve_model_path(path: str | Path) -> Path:
     return p
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VGG, TrainConfig, dict]:
+def load_model(path: str | Path,
+               device: str | torch.device = "cpu") -> tuple[VGG, TrainConfig, dict]:
     """-> (model in eval mode, its config, the whole file's dict)."""
     p = resolve_model_path(path)
     try:
@@ -71,13 +74,30 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[VG
     return model.to(device).eval(), cfg, blob
 
 
+class _Deployable(torch.nn.Module):
+    """uint8 N x 3 x S x S (RGB, centre-cropped, resized) -> P(male): preprocessing inside,
+    so the TorchScript file needs nothing else."""
+
+    def __init__(self, model: VGG):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = (x.float() / 255.0 - self.mean) / self.std
+        return torch.sigmoid(self.model(x))
+
+
 def export_torchscript(model: VGG, image_size: int, path: str | Path) -> Path:
     """Trace on CPU in eval mode: the file runs without this package installed."""
     path = Path(path)
-    model = model.to("cpu").eval()
-    example = torch.zeros(1, 3, image_size, image_size)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, example)
+    wrapped = _Deployable(model.to("cpu").eval()).eval()
+    example = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)
+    with torch.no_grad(), warnings.catch_warnings():
+        # TorchScript is deprecated upstream but still the portable, Python-free format.
+        warnings.simplefilter("ignore", FutureWarning)
+        traced = torch.jit.trace(wrapped, example)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     traced.save(str(tmp))
     os.replace(tmp, path)

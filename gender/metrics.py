@@ -10,8 +10,12 @@ import time
 
 import numpy as np
 import torch
-from sklearn.metrics import (accuracy_score, confusion_matrix, precision_recall_fscore_support,
-                             roc_auc_score)
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
 
 __all__ = ["binary_metrics", "measure_latency", "measure_throughput"]
 

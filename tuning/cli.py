@@ -48,20 +48,24 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
 
 def _settings(args):
     from gender.pipeline import resolve_data
+    from tuning.resources import TrialResources
     from tuning.settings import TuneSettings
     from tuning.space import QUICK_SPACE, load_space
 
+    # Every flag is checked before anything slow (drawing data, starting Ray) happens.
     preset = QUICK if args.quick else {}
     given = {k: getattr(args, k) for k in ("num_samples", "max_epochs", "grace_period",
                                            "reduction_factor") if getattr(args, k) is not None}
     space = load_space(args.space, base=QUICK_SPACE if args.quick else None)
-    return TuneSettings(
-        data=str(Path(resolve_data(args.data)).resolve()),
-        name=args.name or time.strftime("tune-%Y%m%d-%H%M%S"), results=args.results,
-        storage=args.storage, objective=args.objective, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, time_budget=args.time_budget, seed=args.seed,
-        seed_grid=args.seed_grid, space=space, address=args.address, retrain=args.retrain,
-        quick=args.quick, **{**preset, **given})
+    TrialResources(args.cpus_per_trial or 1.0, args.gpus_per_trial or 0.0)
+    settings = TuneSettings(
+        data=args.data or "", name=args.name or time.strftime("tune-%Y%m%d-%H%M%S"),
+        results=args.results, storage=args.storage, objective=args.objective,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+        time_budget=args.time_budget, seed=args.seed, seed_grid=args.seed_grid, space=space,
+        address=args.address, retrain=args.retrain, quick=args.quick, **{**preset, **given})
+    settings.data = str(Path(resolve_data(args.data)).resolve())
+    return settings
 
 
 def _summary(settings, summary: dict) -> None:

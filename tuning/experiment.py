@@ -16,7 +16,7 @@ from gender.pipeline import prepare
 from tuning.outputs import trials_table, write_trials
 from tuning.resources import default_resources
 from tuning.settings import TuneSettings
-from tuning.space import NOTEBOOK_GRID, define_by_run
+from tuning.space import NOTEBOOK_GRID, define_by_run, widen_for
 from tuning.trainable import train_trial
 
 __all__ = ["start_ray", "put_data", "build_tuner", "run_experiment", "resume_experiment",
@@ -68,11 +68,12 @@ def _trainable(settings: TuneSettings, data: dict):
     return tune.with_resources(tune.with_parameters(train_trial, data=data), res.as_dict()), res
 
 
-def _run_config(settings: TuneSettings, verbose: int):
+def _run_config(settings: TuneSettings, verbose: int, callbacks: list | None = None):
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
     return RunConfig(
         name=settings.name, storage_path=settings.storage_path, verbose=verbose,
+        callbacks=callbacks,
         # Keep the best checkpoint by validation F1; Ray also keeps the latest to resume.
         checkpoint_config=CheckpointConfig(num_to_keep=1, checkpoint_score_attribute="val_f1",
                                            checkpoint_score_order="max"),
@@ -81,19 +82,30 @@ def _run_config(settings: TuneSettings, verbose: int):
     )
 
 
-def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1) -> tune.Tuner:
+def _first_points(settings: TuneSettings) -> list[dict]:
+    grid = [dict(p) for p in NOTEBOOK_GRID] if settings.seed_grid else []
+    return grid + [dict(p) for p in settings.enqueue]
+
+
+def _trial_dirname(trial) -> str:
+    return f"trial_{trial.trial_id}"  # short: the config is in params.json and trials.csv
+
+
+def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
+                callbacks: list | None = None) -> tune.Tuner:
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     trainable, res = _trainable(settings, data)
     multi = settings.objective == "f1,latency"
+    first = _first_points(settings)
     searcher = OptunaSearch(
-        space=define_by_run(settings.space, {"epochs": settings.max_epochs,
-                                             "seed": settings.seed}),
+        space=define_by_run(widen_for(settings.space, first),
+                            {"epochs": settings.max_epochs, "seed": settings.seed}),
         metric=["val_f1", "latency_ms_p50"] if multi else "val_f1",
         mode=["max", "min"] if multi else "max",
-        points_to_evaluate=[dict(p) for p in NOTEBOOK_GRID] if settings.seed_grid else None,
+        points_to_evaluate=first or None,
         seed=settings.seed, storage=_storage(settings), study_name=settings.name)
     slots = res.slots(ray.cluster_resources())
     scheduler = ASHAScheduler(metric="val_f1", mode="max", time_attr="training_iteration",
@@ -103,8 +115,9 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1) -> tune.Tu
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=slots), scheduler=scheduler,
-            num_samples=settings.num_samples, time_budget_s=settings.time_budget),
-        run_config=_run_config(settings, verbose),
+            num_samples=settings.num_samples, time_budget_s=settings.time_budget,
+            trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
+        run_config=_run_config(settings, verbose, callbacks),
     )
 
 
@@ -121,7 +134,8 @@ def finish_experiment(settings: TuneSettings, results, quiet: bool = False) -> d
     return summary
 
 
-def run_experiment(settings: TuneSettings, verbose: int = 1) -> dict:
+def run_experiment(settings: TuneSettings, verbose: int = 1,
+                   callbacks: list | None = None) -> dict:
     exp = settings.exp_dir
     if (exp / "tuner.pkl").exists() or (exp / "trials.csv").exists():
         raise UserError(f"--name {settings.name}: {exp} already holds an experiment "
@@ -130,7 +144,7 @@ def run_experiment(settings: TuneSettings, verbose: int = 1) -> dict:
     start_ray(settings.address, quiet=verbose == 0)
     sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
     data = put_data(settings, sizes, fresh_splits=True)
-    results = build_tuner(settings, data, verbose).fit()
+    results = build_tuner(settings, data, verbose, callbacks).fit()
     return finish_experiment(settings, results, quiet=verbose == 0)
 
 

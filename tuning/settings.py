@@ -34,6 +34,7 @@ class TuneSettings:
     seed: int = 0
     seed_grid: bool = False
     space: dict = field(default_factory=dict)
+    enqueue: list = field(default_factory=list)  # configurations to try first (partial dicts)
     address: str | None = None
     retrain: bool = True
     quick: bool = False

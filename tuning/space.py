@@ -18,7 +18,7 @@ from gender.config import ARCHS, HEADS, OPTIMIZERS, TrainConfig
 from gender.errors import ConfigError, UserError
 
 __all__ = ["DEFAULT_SPACE", "QUICK_SPACE", "load_space", "validate_space", "define_by_run",
-           "NOTEBOOK_GRID", "trial_config"]
+           "NOTEBOOK_GRID", "trial_config", "widen_for"]
 
 # Defaults sized for CPUs and small GPUs; widen width/image_size with --space on big GPUs.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -130,21 +130,38 @@ def load_space(path: str | Path | None, base: dict | None = None) -> dict:
     return validate_space(space)
 
 
-def define_by_run(space: dict, constants: dict):
-    """-> a function Optuna calls per trial; it returns the constants (epochs, seed)."""
+class define_by_run:  # noqa: N801 - used like a function; a class so Ray can pickle it
+    """Optuna calls this per trial to sample; it returns the constants (epochs, seed)."""
 
-    def suggest(trial) -> dict:
+    def __init__(self, space: dict, constants: dict):
+        self.space, self.constants = space, constants
+
+    def __call__(self, trial) -> dict:
         values = {}
-        for name, spec in space.items():
+        for name, spec in self.space.items():
             if name in CONDITIONAL and values.get("optimizer") not in CONDITIONAL[name]:
                 continue  # the parameter does not apply: it is not sampled at all
             if "choices" in spec:
                 values[name] = trial.suggest_categorical(name, spec["choices"])
             else:
-                values[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec["log"])
-        return dict(constants)
+                values[name] = trial.suggest_float(name, spec["low"], spec["high"],
+                                                   log=spec["log"])
+        return dict(self.constants)
 
-    return suggest
+
+def widen_for(space: dict, points: list[dict]) -> dict:
+    """Add the categorical values of enqueued configurations to the space (Optuna refuses a
+    fixed categorical value outside its choices; numbers outside a range only warn)."""
+    out = {k: dict(v) for k, v in space.items()}
+    for point in points:
+        for name, value in point.items():
+            spec = out.get(name)
+            if spec is None:
+                raise ConfigError(f"enqueued configuration: {name!r} is not a search parameter")
+            if "choices" in spec and value not in spec["choices"]:
+                _check_value(name, value, "enqueued configuration")
+                spec["choices"] = [*spec["choices"], value]
+    return out
 
 
 def trial_config(params: dict) -> TrainConfig:

@@ -228,10 +228,10 @@ _HAIR = {  # name -> (rgb, CelebA attribute or None); chosen independently of ge
     "gray": ((165, 162, 158), "Gray_Hair"),
 }
 _HAIR_P = (0.30, 0.25, 0.12, 0.15, 0.10, 0.08)
-_LIPSTICK = ((190, 22, 44), (214, 70, 120), (128, 20, 62), (226, 92, 72))
+_LIPSTICK = ((205, 15, 40), (235, 55, 135), (150, 8, 70), (240, 75, 55))
 _IRIS = ((70, 45, 25), (40, 30, 25), (70, 110, 160), (80, 120, 70))
-_BEARDS = ("none", "stubble", "beard", "goatee", "mustache", "goatee+mustache")
-_BEARD_P_MALE = (0.55, 0.15, 0.12, 0.07, 0.05, 0.06)
+_BEARDS = ("stubble", "beard", "goatee", "mustache", "goatee+mustache")
+_BEARD_P = (0.3, 0.28, 0.16, 0.11, 0.15)
 
 
 @dataclass(frozen=True)
@@ -300,18 +300,27 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         style = "long" if u < 0.07 else "medium" if u < 0.20 else "bald" if u < 0.30 else "short"
     else:
         style = "long" if u < 0.60 else "medium" if u < 0.80 else "short"
-    hair_len = float(rng.uniform(1.3, 2.2) if style == "long" else rng.uniform(0.55, 0.95))
+    hair_len = float(rng.uniform(1.4, 2.2) if style == "long" else rng.uniform(0.85, 1.15))
     receding = male and style == "short" and rng.random() < 0.2
     hairline = float(rng.uniform(-0.62, -0.5) if receding else rng.uniform(-0.52, -0.36))
     bangs = style != "bald" and rng.random() < 0.25
 
-    lipstick = (not male and rng.random() < 0.5) or (male and rng.random() < 0.02)
+    # The strong cues avoid each other within a sex, as real styles do: most women without
+    # hair beside the face wear lipstick, most men with it have facial hair. Each cue alone
+    # still decides only ~75-80% of people; together they leave few ambiguous ones.
+    beside = style in ("long", "medium")
+    if male:
+        lipstick = rng.random() < 0.02
+        facial_hair = rng.random() < (0.9 if beside else 0.46)
+    else:
+        lipstick = rng.random() < (0.46 if beside else 0.9)
+        facial_hair = False
     lip_natural = _mix(skin, (170, 80, 80), 0.45)
-    lips = _jitter(rng, _LIPSTICK[rng.integers(len(_LIPSTICK))], 12) if lipstick else lip_natural
+    lips = _jitter(rng, _LIPSTICK[rng.integers(len(_LIPSTICK))], 8) if lipstick else lip_natural
     makeup = None
     if lipstick and rng.random() < 0.5:
         makeup = _jitter(rng, ((120, 80, 140), (90, 70, 60), (60, 90, 130))[rng.integers(3)], 15)
-    beard = str(rng.choice(_BEARDS, p=_BEARD_P_MALE)) if male else "none"
+    beard = str(rng.choice(_BEARDS, p=_BEARD_P)) if facial_hair else "none"
     glasses = None
     if rng.random() < 0.13:
         kind = "sun" if rng.random() < 0.25 else "clear"
@@ -333,7 +342,7 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         hair_name=hair_name,
         style=style,
         hair_len=hair_len,
-        volume=float(rng.uniform(1.08, 1.28)),
+        volume=float(rng.uniform(1.22, 1.45) if style in ("long", "medium") else rng.uniform(1.08, 1.2)),
         hairline=hairline,
         receding=bool(receding),
         bangs=bool(bangs),
@@ -402,9 +411,9 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
 
     # Pose: the face lives in its own units (half head width = 1), mapped onto the canvas.
     angle = math.radians(rng.uniform(-14, 14))
-    unit = w * 0.19 * p.head * rng.uniform(0.86, 1.1)
-    cx = w * (0.5 + rng.uniform(-0.08, 0.08))
-    cy = w * (0.44 + rng.uniform(-0.06, 0.06))
+    unit = w * 0.25 * p.head * rng.uniform(0.9, 1.08)
+    cx = w * (0.5 + rng.uniform(-0.06, 0.06))
+    cy = w * (0.47 + rng.uniform(-0.05, 0.05))
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     yaw = rng.uniform(-0.14, 0.14)  # features slide sideways as the head turns
 
@@ -476,7 +485,7 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
         poly(_ellipse(ex, eye_y, rx, ry, k=20), (236, 234, 228))
         poly(_ellipse(ex + yaw * 0.05, eye_y, ry * 0.95, ry * 0.95, k=14), p.iris)
         poly(_ellipse(ex + yaw * 0.05, eye_y, ry * 0.45, ry * 0.45, k=10), (15, 12, 12))
-        liner = 0.025 if p.makeup is not None or p.lipstick else 0.012
+        liner = 0.05 if p.makeup is not None else 0.015
         xs = ex + np.linspace(-rx, rx, 10)
         poly(_band(xs, eye_y - ry * np.sqrt(np.clip(1 - ((xs - ex) / rx) ** 2, 0, 1)),
                    np.full(10, liner)), (30, 22, 20))
@@ -485,7 +494,7 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
         bx = sx + side * np.linspace(0.13, 0.62, 9)
         u = np.linspace(0, 1, 9)
         by = eye_y - 0.24 - p.arch * np.sin(math.pi * (u * 0.8 + 0.1)) - (0.03 if smiling else 0)
-        thick = (0.035 + 0.075 * p.brow) * (1 - 0.45 * u)
+        thick = (0.05 + 0.12 * p.brow) * (1 - 0.45 * u)
         poly(_band(bx, by, thick), brow_rgb)
 
     # Cheeks, nose.
@@ -506,7 +515,7 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
     # Facial hair (men only, by construction of `_draw_person`).
     mouth_y = tip_y + 0.14 + 0.05 * b
     if p.beard == "stubble":
-        k = int(1400 * (ss / 4) ** 2)
+        k = int(2500 * (ss / 4) ** 2)
         pts = np.stack([rng.uniform(-1, 1, k), rng.uniform(tip_y * 0.9, b, k)], 1)
         inside = (pts[:, 0] / (p.jaw * 0.95)) ** 2 + ((pts[:, 1] - 0.0) / (b * 0.98)) ** 2 < 1
         xy = (pts[inside] * unit) @ rot.T + (cx, cy)
@@ -530,7 +539,8 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
     r = np.sqrt(np.clip(1 - (xs / lw) ** 2, 0, 1))
     centre = mouth_y - (0.07 if smiling else 0.0) * (xs / lw) ** 2
     gap = (0.07 if mouth_open else 0.0) * r
-    up_h, lo_h = 0.045 * p.lip_h * r, 0.06 * p.lip_h * r
+    fill = 1.25 if p.lipstick else 1.0  # lipstick is drawn a little over the lip line
+    up_h, lo_h = 0.06 * p.lip_h * fill * r, 0.08 * p.lip_h * fill * r
     xs = xs + sx
     if mouth_open:
         poly(np.concatenate([np.stack([xs, centre - gap], 1), np.stack([xs, centre + gap], 1)
@@ -545,7 +555,7 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
     # Accessories.
     if p.earrings is not None and p.style not in ("long",):
         for side in (-1, 1):
-            poly(_ellipse(side * 1.0, 0.32, 0.05, 0.05, k=10), p.earrings)
+            poly(_ellipse(side * 1.0, 0.34, 0.08, 0.08, k=10), p.earrings)
     if p.glasses is not None:
         kind, frame = p.glasses
         for side in (-1, 1):

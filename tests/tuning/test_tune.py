@@ -1,0 +1,113 @@
+"""One real tune run on a local Ray with 2 CPUs, synthetic 32 px faces: ASHA, trials.csv,
+the diverged trial, the retrain on train+val and the exported best model."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import torch
+
+from gender.data.tensors import decode_image
+from gender.export import load_model
+from tuning.experiment import run_experiment
+from tuning.outputs import STATUSES
+from tuning.settings import TuneSettings
+from tuning.space import QUICK_SPACE, load_space
+
+GOOD = {"arch": "vgg11", "batch_norm": True, "width": 0.25, "optimizer": "adamw", "lr": 3e-3,
+        "augment": 0.2, "batch_size": 64, "dropout": 0.1}
+DIVERGING = {"arch": "vgg11", "batch_norm": False, "width": 0.125, "head": "classic",
+             "optimizer": "sgd", "lr": 10.0, "momentum": 0.99, "augment": 0.0}
+HOPELESS = {**GOOD, "lr": 1e-6, "optimizer": "adam"}
+
+
+@pytest.fixture(scope="module")
+def experiment(synth_data, tmp_path_factory):
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        space = load_space(None, base={**QUICK_SPACE, "width": {"choices": [0.125, 0.25]}})
+        settings = TuneSettings(data=str(synth_data), name="exp",
+                                results=str(tmp_path_factory.mktemp("results")), num_samples=7,
+                                max_epochs=3, grace_period=1, reduction_factor=2, space=space,
+                                enqueue=[GOOD, DIVERGING, HOPELESS], seed=0)
+        summary = run_experiment(settings, verbose=0)
+    finally:
+        ray.shutdown()
+    trials = pd.read_csv(settings.exp_dir / "trials.csv")
+    return settings, summary, trials
+
+
+def test_trials_csv_has_one_complete_row_per_trial(experiment):
+    settings, _, trials = experiment
+    assert len(trials) == 7
+    assert set(trials["status"]) <= set(STATUSES)
+    for col in ("arch", "optimizer", "lr", "epochs", "status", "seconds"):
+        assert trials[col].notna().all(), col
+    trained = trials[trials["status"].isin(["completed", "stopped early"])]
+    for col in ("best_val_f1", "best_val_auc", "best_latency_ms_p50", "best_images_per_s"):
+        assert trained[col].notna().all(), col
+    assert (trials["epochs"] >= 1).all() and (trials["epochs"] <= 3).all()
+
+
+def test_asha_stops_some_trials_early(experiment):
+    _, _, trials = experiment
+    assert (trials["status"] == "stopped early").sum() >= 1
+    assert (trials["status"] == "completed").sum() >= 1
+
+
+def test_conditional_parameters_appear_only_where_they_apply(experiment):
+    _, _, trials = experiment
+    uses_momentum = trials["optimizer"].isin(["sgd", "rmsprop"])
+    assert trials.loc[uses_momentum, "momentum"].notna().all()
+    assert trials.loc[~uses_momentum, "momentum"].isna().all()
+    assert trials.loc[trials["optimizer"] != "rmsprop", "alpha"].isna().all()
+
+
+def test_a_diverging_configuration_ends_as_diverged_and_is_never_best(experiment):
+    _, _, trials = experiment
+    row = trials[(trials["lr"] == 10.0) & (trials["optimizer"] == "sgd")]
+    assert list(row["status"]) == ["diverged"]
+    best = json.loads((experiment[0].exp_dir / "best" / "metrics.json").read_text())
+    assert best["trial_id"] != str(row["trial_id"].iloc[0])
+
+
+def test_tensorboard_event_files_are_written_per_trial(experiment):
+    exp = experiment[0].exp_dir
+    trial_dirs = [p for p in exp.iterdir() if p.is_dir() and p.name.startswith("trial_")]
+    assert len(trial_dirs) == 7
+    for d in trial_dirs:
+        assert list(d.glob("events.out.tfevents*")), d
+
+
+def test_retrain_used_train_plus_val_and_tested_once(experiment):
+    exp = experiment[0].exp_dir
+    splits = pd.read_csv(exp / "splits.csv")
+    m = json.loads((exp / "best" / "metrics.json").read_text())
+    assert m["trained_on"] == "train+val"
+    assert m["n_train"] == int(splits["split"].isin(["train", "val"]).sum())
+    assert m["n_test"] == int((splits["split"] == "test").sum())
+    for key in ("f1", "accuracy", "precision", "recall", "auc", "recall_female", "recall_male",
+                "latency_ms_p50", "images_per_s_batch64", "train_seconds"):
+        assert np.isfinite(m[key]), key
+
+
+def test_best_model_files_load_and_predict_well_above_chance(experiment, synth_data):
+    exp = experiment[0].exp_dir
+    for name in ("model.pt", "model.ts", "config.json", "metrics.json", "splits.csv"):
+        assert (exp / "best" / name).is_file(), name
+    model, cfg, _ = load_model(exp / "best")
+    scripted = torch.jit.load(str(exp / "best" / "model.ts"))
+    splits = pd.read_csv(exp / "splits.csv")
+    test = splits[splits["split"] == "test"]
+    x = torch.from_numpy(np.stack([decode_image(synth_data / n, cfg.image_size)
+                                   for n in test["image"]]))
+    from gender.engine import predict_probs
+
+    p = predict_probs(model, x, torch.device("cpu"))
+    acc = ((p >= 0.5) == test["label"].to_numpy()).mean()
+    assert acc > 0.7
+    with torch.no_grad():  # the TorchScript file takes uint8 images, preprocessing inside
+        ts = scripted(x[:8]).numpy()
+    assert np.allclose(ts, p[:8], atol=1e-4)
