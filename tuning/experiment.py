@@ -26,14 +26,20 @@ JOURNAL = "optuna.journal"
 
 
 def start_ray(address: str | None, quiet: bool = False) -> None:
-    """Connect to a cluster, or start a local Ray that listens on 127.0.0.1 only."""
+    """Connect to a cluster, or start a local Ray: token authentication on, the node
+    advertised on 127.0.0.1 and the dashboard (when on) bound to 127.0.0.1."""
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # Every Ray process we start or join must present the cluster's token
+    # (~/.ray/auth_token, generated on first use, or $RAY_AUTH_TOKEN).
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     if address:
         ray.init(address=address, log_to_driver=not quiet)
     else:
-        ray.init(dashboard_host="127.0.0.1", include_dashboard=False, log_to_driver=not quiet,
+        dashboard = os.environ.get("GENDER_RAY_DASHBOARD") == "1"
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=dashboard,
+                 dashboard_host="127.0.0.1", log_to_driver=not quiet,
                  configure_logging=not quiet)
 
 
@@ -100,13 +106,21 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
     trainable, res = _trainable(settings, data)
     multi = settings.objective == "f1,latency"
     first = _first_points(settings)
+    import optuna
+
+    # TPE after a few random trials (Optuna's default of 10 would make small runs random);
+    # multivariate + group model the conditional space jointly, and the constant liar keeps
+    # concurrent trials from all being proposed at the same point.
+    sampler = optuna.samplers.TPESampler(
+        seed=settings.seed, n_startup_trials=min(10, max(3, settings.num_samples // 4)),
+        multivariate=True, group=True, constant_liar=True)
     searcher = OptunaSearch(
         space=define_by_run(widen_for(settings.space, first),
                             {"epochs": settings.max_epochs, "seed": settings.seed}),
         metric=["val_f1", "latency_ms_p50"] if multi else "val_f1",
         mode=["max", "min"] if multi else "max",
         points_to_evaluate=first or None,
-        seed=settings.seed, storage=_storage(settings), study_name=settings.name)
+        sampler=sampler, storage=_storage(settings), study_name=settings.name)
     slots = res.slots(ray.cluster_resources())
     scheduler = ASHAScheduler(metric="val_f1", mode="max", time_attr="training_iteration",
                               max_t=settings.max_epochs, grace_period=settings.grace_period,
