@@ -27,6 +27,8 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
     tu.add_argument("--cpus-per-trial", type=float_, default=None)
     tu.add_argument("--gpus-per-trial", type=float_, default=None,
                     help="whole or a fraction such as 0.25 (four trials per GPU)")
+    tu.add_argument("--max-concurrent", type=pos_int, default=None,
+                    help="trials at once (default: what fits the cluster at start)")
     tu.add_argument("--time-budget", type=float_, default=None, help="seconds of tuning")
     tu.add_argument("--space", default=None, help="YAML/JSON file narrowing the search space")
     tu.add_argument("--seed-grid", action="store_true",
@@ -45,6 +47,15 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
     rt.add_argument("--device", default="auto")
     rt.set_defaults(handler=cmd_retrain)
 
+    rp = sub.add_parser("report", help="write results/<name>/report/index.html")
+    rp.add_argument("experiment", help="results/<name>")
+    rp.set_defaults(handler=cmd_report)
+
+    db = sub.add_parser("dashboard", help="TensorBoard (with HParams) on results/<name>")
+    db.add_argument("experiment", help="results/<name> (may still be running)")
+    db.add_argument("--port", type=pos_int, default=6006)
+    db.set_defaults(handler=cmd_dashboard)
+
 
 def _settings(args):
     from gender.pipeline import resolve_data
@@ -62,7 +73,8 @@ def _settings(args):
         data=args.data or "", name=args.name or time.strftime("tune-%Y%m%d-%H%M%S"),
         results=args.results, storage=args.storage, objective=args.objective,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        time_budget=args.time_budget, seed=args.seed, seed_grid=args.seed_grid, space=space,
+        time_budget=args.time_budget, max_concurrent=args.max_concurrent, seed=args.seed,
+        seed_grid=args.seed_grid, space=space,
         address=args.address, retrain=args.retrain, quick=args.quick, **{**preset, **given})
     settings.data = str(Path(resolve_data(args.data)).resolve())
     return settings
@@ -82,6 +94,8 @@ def _summary(settings, summary: dict) -> None:
               f"{best['images_per_s_batch64']:.0f} img/s at batch 64")
         print(f"best model: {exp / 'best'}  (gender predict {exp / 'best'} IMAGES...)")
     print(f"outputs: {exp}  (trials.csv, best/, splits.csv)")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
     print(f"TensorBoard: tensorboard --logdir {exp} --host 127.0.0.1")
 
 
@@ -108,3 +122,15 @@ def cmd_retrain(args) -> int:
     _summary(TuneSettings.load(args.experiment), {"trials": "", "statuses": {}, "best": m})
     return 0
 
+
+def cmd_report(args) -> int:
+    from tuning.report import write_report
+
+    print(write_report(args.experiment))
+    return 0
+
+
+def cmd_dashboard(args) -> int:
+    from tuning.dashboard import run_dashboard
+
+    return run_dashboard(args.experiment, port=args.port)

@@ -121,7 +121,9 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
         mode=["max", "min"] if multi else "max",
         points_to_evaluate=first or None,
         sampler=sampler, storage=_storage(settings), study_name=settings.name)
-    slots = res.slots(ray.cluster_resources())
+    # Concurrency: what fits the cluster now, unless the user asks for more (an autoscaling
+    # cluster grows to meet pending trials; TPE learns less from many concurrent proposals).
+    slots = settings.max_concurrent or res.slots(ray.cluster_resources())
     scheduler = ASHAScheduler(metric="val_f1", mode="max", time_attr="training_iteration",
                               max_t=settings.max_epochs, grace_period=settings.grace_period,
                               reduction_factor=settings.reduction_factor)
@@ -145,6 +147,9 @@ def finish_experiment(settings: TuneSettings, results, quiet: bool = False) -> d
         from tuning.retrain import retrain_best
 
         summary["best"] = retrain_best(exp, quiet=quiet)
+    from tuning.report import write_report
+
+    summary["report"] = str(write_report(exp))
     return summary
 
 
@@ -167,8 +172,9 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
     from their checkpoints, the Optuna study continued from its journal."""
     settings = TuneSettings.load(exp_dir)
     start_ray(settings.address, quiet=verbose == 0)
-    path = str(Path(settings.storage_path) / settings.name) if settings.storage else str(
-        settings.exp_dir)
+    # A URI (s3://...) must not go through Path, which would fold its "//".
+    path = (f"{settings.storage.rstrip('/')}/{settings.name}" if settings.storage
+            else str(settings.exp_dir))
     if not tune.Tuner.can_restore(path):
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
     sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})

@@ -31,6 +31,7 @@ class TuneSettings:
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     time_budget: float | None = None
+    max_concurrent: int | None = None  # default: the trials that fit the cluster at start
     seed: int = 0
     seed_grid: bool = False
     space: dict = field(default_factory=dict)
@@ -51,6 +52,8 @@ class TuneSettings:
         check(self.reduction_factor >= 2,
               f"--reduction-factor must be >= 2, got {self.reduction_factor}")
         check(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
+        check(self.max_concurrent is None or self.max_concurrent >= 1,
+              f"--max-concurrent must be >= 1, got {self.max_concurrent}")
         check(self.time_budget is None or self.time_budget > 0,
               f"--time-budget must be > 0 seconds, got {self.time_budget}")
         check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),

@@ -1,0 +1,184 @@
+"""`gender dashboard results/<name>`: TensorBoard on an experiment, running or finished.
+
+Ray's TBX logger already writes each trial's scalars (and, once a trial ends, an HParams
+session with the trial's own parameters and last-epoch metrics). Before launching,
+`write_hparams` adds what the HParams view needs to compare trials properly:
+
+* `trial_<id>/hparams/`: one session per trial with every hyperparameter that applied
+  (conditional ones that did not, such as momentum for adam, are left out rather than
+  given a fake value) and the best-epoch metrics `best/val_f1`, `best/val_accuracy`,
+  `best/latency_ms_p50`, `best/epoch` and `epochs_run`; its status from trials.csv, else
+  from Ray's `done` flag (success: completed or stopped early; failure: diverged or
+  errored; running).
+* one experiment summary at the experiment's root listing the whole search space
+  (TensorBoard takes the first experiment summary it finds; without one covering the
+  union, the columns would be one arbitrary trial's parameters). The root run comes
+  first in TensorBoard's directory walk.
+
+Re-running replaces exactly these files, so the view catches up with a running
+experiment. Nothing Ray wrote is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from gender.errors import UserError
+from tuning.settings import SETTINGS_FILE
+from tuning.space import SEARCHABLE
+
+__all__ = ["write_hparams", "run_dashboard", "HPARAMS_DIR", "METRICS", "INSTALL_HINT"]
+
+HPARAMS_DIR = "hparams"
+_ROOT_SUFFIX = ".gender-hparams"  # marks our own root event file, so reruns replace only it
+METRICS = ("best/val_f1", "best/val_accuracy", "best/latency_ms_p50", "best/epoch",
+           "epochs_run")
+INSTALL_HINT = ("TensorBoard is not installed: pip install 'gender-tune[dashboard]' "
+                "(or .venv/bin/pip install -e '.[dashboard]')")
+_STATUS = {"completed": "STATUS_SUCCESS", "stopped early": "STATUS_SUCCESS",
+           "diverged": "STATUS_FAILURE", "errored": "STATUS_FAILURE"}
+
+
+def _summary(tag: str, **plugin_data):
+    """A Summary holding one hparams plugin record (experiment or session start/end)."""
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+
+    content = HParamsPluginData(version=0, **plugin_data).SerializeToString()
+    meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams",
+                                                                  content=content))
+    return Summary(value=[Summary.Value(tag=tag, metadata=meta)])
+
+
+def _hparam(value):
+    """-> a JSON-typed value (bool, float or str) for the session, None to leave it out."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    return str(value)
+
+
+def _experiment(space: dict, rows: list[dict]):
+    """The experiment summary: every parameter of the space, its domain widened to the
+    values trials actually took (enqueued configurations may lie outside the space, and
+    TensorBoard hides sessions outside a discrete domain), and our metrics."""
+    from tensorboardX.proto.api_pb2 import DataType, Experiment, HParamInfo, MetricInfo, MetricName
+
+    infos = []
+    for name, spec in space.items():
+        values = list(spec.get("choices", [spec.get("low"), spec.get("high")]))
+        values += [r["params"][name] for r in rows if r["params"].get(name) not in (None, *values)]
+        if all(isinstance(v, str) for v in values):
+            info = HParamInfo(name=name, type=DataType.Value("DATA_TYPE_STRING"))
+            info.domain_discrete.extend(values)
+        elif all(isinstance(v, bool) for v in values):
+            info = HParamInfo(name=name, type=DataType.Value("DATA_TYPE_BOOL"))
+            info.domain_discrete.extend(values)
+        else:
+            info = HParamInfo(name=name, type=DataType.Value("DATA_TYPE_FLOAT64"))
+            info.domain_interval.min_value = float(min(values))
+            info.domain_interval.max_value = float(max(values))
+        infos.append(info)
+    metrics = [MetricInfo(name=MetricName(tag=m)) for m in METRICS]
+    return Experiment(hparam_infos=infos, metric_infos=metrics)
+
+
+def _trial_rows(exp: Path, max_epochs: int) -> list[dict]:
+    """One dict per trial folder: its parameters, best-epoch metrics and status."""
+    final = {}
+    if (exp / "trials.csv").is_file():
+        t = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+        final = dict(zip(t["trial_id"], t["status"], strict=True))
+    rows = []
+    for d in sorted(exp.glob("trial_*")):
+        if not (d / "params.json").is_file():
+            continue
+        params = json.loads((d / "params.json").read_text())
+        df = pd.read_csv(d / "progress.csv") if (d / "progress.csv").is_file() else pd.DataFrame()
+        ok = df[df["diverged"] != 1] if "diverged" in df else df
+        best = ok.loc[ok["val_f1"].idxmax()] if len(ok) and "val_f1" in ok else {}
+        epochs = int(df["training_iteration"].max()) if "training_iteration" in df else 0
+        tid = d.name.removeprefix("trial_")
+        metrics = {"best/val_f1": best.get("val_f1"), "best/val_accuracy": best.get("val_accuracy"),
+                   "best/latency_ms_p50": best.get("latency_ms_p50"),
+                   "best/epoch": best.get("training_iteration"), "epochs_run": epochs}
+        rows.append({"dir": d, "params": {k: params[k] for k in SEARCHABLE if k in params},
+                     "metrics": metrics, "status": final.get(tid) or _status(df, max_epochs)})
+    return rows
+
+
+def _status(df: pd.DataFrame, max_epochs: int) -> str:
+    """A trial not in trials.csv yet: Ray marks the last result `done` when the trial ends,
+    also when ASHA stops it."""
+    if "diverged" in df and (df["diverged"] == 1).any():
+        return "diverged"
+    if not len(df) or "done" not in df or str(df["done"].iloc[-1]) != "True":
+        return "running"
+    return "completed" if int(df["training_iteration"].max()) >= max_epochs else "stopped early"
+
+
+def write_hparams(exp_dir: str | Path) -> int:
+    """Write (or refresh) the HParams sessions of every trial and the experiment summary.
+    -> the number of trials written."""
+    from tensorboardX import SummaryWriter
+    from tensorboardX.proto.api_pb2 import Status
+    from tensorboardX.proto.plugin_hparams_pb2 import SessionEndInfo, SessionStartInfo
+
+    exp = Path(exp_dir)
+    if not (exp / SETTINGS_FILE).is_file():
+        raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
+    settings = json.loads((exp / SETTINGS_FILE).read_text())
+    rows = _trial_rows(exp, int(settings.get("max_epochs", 1)))
+    for old in exp.glob(f"events.out.tfevents.*{_ROOT_SUFFIX}"):
+        old.unlink()
+    with SummaryWriter(str(exp), filename_suffix=_ROOT_SUFFIX) as w:
+        w.file_writer.add_summary(_summary(
+            "_hparams_/experiment", experiment=_experiment(settings.get("space", {}), rows)))
+    for row in rows:
+        out = row["dir"] / HPARAMS_DIR
+        shutil.rmtree(out, ignore_errors=True)  # ours alone: Ray never writes there
+        start = SessionStartInfo(group_name=row["dir"].name)
+        for k, v in row["params"].items():
+            v = _hparam(v)
+            if isinstance(v, bool):
+                start.hparams[k].bool_value = v
+            elif isinstance(v, float):
+                start.hparams[k].number_value = v
+            elif v is not None:
+                start.hparams[k].string_value = v
+        status = _STATUS.get(row["status"], "STATUS_RUNNING")
+        with SummaryWriter(str(out)) as w:
+            w.file_writer.add_summary(_summary("_hparams_/session_start_info",
+                                               session_start_info=start))
+            for tag, value in row["metrics"].items():
+                if value is not None and not pd.isna(value):
+                    w.add_scalar(tag, float(value), global_step=0)
+            w.file_writer.add_summary(_summary("_hparams_/session_end_info",
+                                               session_end_info=SessionEndInfo(
+                                                   status=Status.Value(status))))
+    return len(rows)
+
+
+def run_dashboard(exp_dir: str | Path, port: int = 6006) -> int:
+    """Write the HParams summaries, then run TensorBoard in the foreground (Ctrl-C stops)."""
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        raise UserError(INSTALL_HINT) from None
+    exp = Path(exp_dir).resolve()
+    n = write_hparams(exp)
+    print(f"HParams written for {n} trials (rerun to refresh while the experiment runs)")
+    print(f"TensorBoard: http://127.0.0.1:{port}/  (Ctrl-C stops)", flush=True)
+    cmd = [sys.executable, "-m", "tensorboard.main", "--logdir", str(exp),
+           "--host", "127.0.0.1", "--port", str(port)]
+    return subprocess.run(cmd).returncode
