@@ -88,7 +88,11 @@ def _summary(settings, summary: dict) -> None:
     if best:
         cfg = {k: v for k, v in json.loads(
             (exp / "best" / "config.json").read_text()).items() if v is not None}
-        print("best configuration: " + ", ".join(f"{k}={v}" for k, v in cfg.items()))
+        from tuning.space import CONDITIONAL
+
+        shown = {k: v for k, v in cfg.items()
+                 if k not in CONDITIONAL or cfg.get("optimizer") in CONDITIONAL[k]}
+        print("best configuration: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         print(f"test (held-out, once): accuracy {best['accuracy']:.4f}  F1 {best['f1']:.4f}  "
               f"AUC {best['auc']:.4f}  latency p50 {best['latency_ms_p50']:.2f} ms  "
               f"{best['images_per_s_batch64']:.0f} img/s at batch 64")
@@ -96,7 +100,7 @@ def _summary(settings, summary: dict) -> None:
     print(f"outputs: {exp}  (trials.csv, best/, splits.csv)")
     if summary.get("report"):
         print(f"report: {summary['report']}")
-    print(f"TensorBoard: tensorboard --logdir {exp} --host 127.0.0.1")
+    print(f"dashboard: gender dashboard {exp}   (TensorBoard on 127.0.0.1, HParams view)")
 
 
 def cmd_tune(args) -> int:

@@ -1,31 +1,39 @@
 """`gender dashboard results/<name>`: TensorBoard on an experiment, running or finished.
 
-Ray's TBX logger already writes each trial's scalars (and, once a trial ends, an HParams
-session with the trial's own parameters and last-epoch metrics). Before launching,
-`write_hparams` adds what the HParams view needs to compare trials properly:
+Ray's TBX logger writes each trial's scalars into `trial_<id>/events.out.tfevents.*` and,
+once a trial ends, an HParams record there too: that trial's own parameters, its
+last-epoch metrics and an "experiment" listing only *its* parameters. TensorBoard takes
+the first experiment record it meets, in no fixed order, so the HParams view would show
+one arbitrary trial's columns (no momentum if that trial used adam) and last-epoch,
+not best, metrics.
 
-* `trial_<id>/hparams/`: one session per trial with every hyperparameter that applied
-  (conditional ones that did not, such as momentum for adam, are left out rather than
-  given a fake value) and the best-epoch metrics `best/val_f1`, `best/val_accuracy`,
-  `best/latency_ms_p50`, `best/epoch` and `epochs_run`; its status from trials.csv, else
-  from Ray's `done` flag (success: completed or stopped early; failure: diverged or
-  errored; running).
-* one experiment summary at the experiment's root listing the whole search space
-  (TensorBoard takes the first experiment summary it finds; without one covering the
-  union, the columns would be one arbitrary trial's parameters). The root run comes
-  first in TensorBoard's directory walk.
+`write_hparams` therefore adds one small event file to every trial folder, named to sort
+before Ray's (TensorBoard reads a run's files in name order and keeps the first record
+per tag, in both of its loaders), holding:
 
-Re-running replaces exactly these files, so the view catches up with a running
-experiment. Nothing Ray wrote is touched.
+* the experiment: every parameter of the search space, domains widened to the values
+  trials took, and the metrics below, identical in every trial, so whichever one
+  TensorBoard picks lists everything;
+* the trial's session: every hyperparameter that applied (conditional ones that did not,
+  such as momentum for adam, are left out: a fake value would turn the column's type
+  into text), its status (from trials.csv, else from Ray's `done` flag);
+* its best-epoch metrics as scalars at step 0: `best/val_f1`, `best/val_accuracy`,
+  `best/latency_ms_p50`, `best/epoch` and `epochs_run`.
+
+So each trial is one row of the HParams table. Re-running replaces exactly these files
+(TensorBoard must be restarted to see a change: it keeps the first record per tag);
+nothing Ray wrote is changed.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import shutil
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -34,10 +42,10 @@ from gender.errors import UserError
 from tuning.settings import SETTINGS_FILE
 from tuning.space import SEARCHABLE
 
-__all__ = ["write_hparams", "run_dashboard", "HPARAMS_DIR", "METRICS", "INSTALL_HINT"]
+__all__ = ["write_hparams", "run_dashboard", "HPARAMS_FILE", "METRICS", "INSTALL_HINT"]
 
-HPARAMS_DIR = "hparams"
-_ROOT_SUFFIX = ".gender-hparams"  # marks our own root event file, so reruns replace only it
+# "0000000000" where Ray puts a timestamp: sorts before every file Ray writes.
+HPARAMS_FILE = "events.out.tfevents.0000000000.gender-hparams"
 METRICS = ("best/val_f1", "best/val_accuracy", "best/latency_ms_p50", "best/epoch",
            "epochs_run")
 INSTALL_HINT = ("TensorBoard is not installed: pip install 'gender-tune[dashboard]' "
@@ -104,7 +112,7 @@ def _trial_rows(exp: Path, max_epochs: int) -> list[dict]:
         if not (d / "params.json").is_file():
             continue
         params = json.loads((d / "params.json").read_text())
-        df = pd.read_csv(d / "progress.csv") if (d / "progress.csv").is_file() else pd.DataFrame()
+        df = _progress(d / "progress.csv")
         ok = df[df["diverged"] != 1] if "diverged" in df else df
         best = ok.loc[ok["val_f1"].idxmax()] if len(ok) and "val_f1" in ok else {}
         epochs = int(df["training_iteration"].max()) if "training_iteration" in df else 0
@@ -117,6 +125,15 @@ def _trial_rows(exp: Path, max_epochs: int) -> list[dict]:
     return rows
 
 
+def _progress(path: Path) -> pd.DataFrame:
+    """progress.csv, without the line Ray may be writing right now."""
+    try:
+        text = path.read_text()
+        return pd.read_csv(io.StringIO(text[:text.rfind("\n") + 1]))
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return pd.DataFrame()
+
+
 def _status(df: pd.DataFrame, max_epochs: int) -> str:
     """A trial not in trials.csv yet: Ray marks the last result `done` when the trial ends,
     also when ASHA stops it."""
@@ -127,45 +144,54 @@ def _status(df: pd.DataFrame, max_epochs: int) -> str:
     return "completed" if int(df["training_iteration"].max()) >= max_epochs else "stopped early"
 
 
-def write_hparams(exp_dir: str | Path) -> int:
-    """Write (or refresh) the HParams sessions of every trial and the experiment summary.
-    -> the number of trials written."""
-    from tensorboardX import SummaryWriter
+def _session(row: dict) -> list:
+    """The Summary protos of one trial: its session start, best metrics and session end."""
     from tensorboardX.proto.api_pb2 import Status
     from tensorboardX.proto.plugin_hparams_pb2 import SessionEndInfo, SessionStartInfo
+    from tensorboardX.summary import scalar
 
+    start = SessionStartInfo(start_time_secs=time.time())
+    for k, v in row["params"].items():
+        v = _hparam(v)
+        if isinstance(v, bool):
+            start.hparams[k].bool_value = v
+        elif isinstance(v, float):
+            start.hparams[k].number_value = v
+        elif v is not None:
+            start.hparams[k].string_value = v
+    status = Status.Value(_STATUS.get(row["status"], "STATUS_RUNNING"))
+    return [_summary("_hparams_/session_start_info", session_start_info=start),
+            *[scalar(tag, float(v)) for tag, v in row["metrics"].items()
+              if v is not None and not pd.isna(v)],
+            _summary("_hparams_/session_end_info", session_end_info=SessionEndInfo(status=status))]
+
+
+def _write_events(path: Path, summaries: list) -> None:
+    """One TensorBoard event file (TFRecord framing by tensorboardX), written atomically."""
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import RecordWriter
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    w = RecordWriter(str(tmp))
+    now = time.time()
+    w.write(Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
+    for s in summaries:
+        w.write(Event(wall_time=now, step=0, summary=s).SerializeToString())
+    w.close()
+    os.replace(tmp, path)
+
+
+def write_hparams(exp_dir: str | Path) -> int:
+    """Write (or refresh) every trial's HParams file. -> the number of trials."""
     exp = Path(exp_dir)
     if not (exp / SETTINGS_FILE).is_file():
         raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
     settings = json.loads((exp / SETTINGS_FILE).read_text())
     rows = _trial_rows(exp, int(settings.get("max_epochs", 1)))
-    for old in exp.glob(f"events.out.tfevents.*{_ROOT_SUFFIX}"):
-        old.unlink()
-    with SummaryWriter(str(exp), filename_suffix=_ROOT_SUFFIX) as w:
-        w.file_writer.add_summary(_summary(
-            "_hparams_/experiment", experiment=_experiment(settings.get("space", {}), rows)))
+    experiment = _summary("_hparams_/experiment",
+                          experiment=_experiment(settings.get("space", {}), rows))
     for row in rows:
-        out = row["dir"] / HPARAMS_DIR
-        shutil.rmtree(out, ignore_errors=True)  # ours alone: Ray never writes there
-        start = SessionStartInfo(group_name=row["dir"].name)
-        for k, v in row["params"].items():
-            v = _hparam(v)
-            if isinstance(v, bool):
-                start.hparams[k].bool_value = v
-            elif isinstance(v, float):
-                start.hparams[k].number_value = v
-            elif v is not None:
-                start.hparams[k].string_value = v
-        status = _STATUS.get(row["status"], "STATUS_RUNNING")
-        with SummaryWriter(str(out)) as w:
-            w.file_writer.add_summary(_summary("_hparams_/session_start_info",
-                                               session_start_info=start))
-            for tag, value in row["metrics"].items():
-                if value is not None and not pd.isna(value):
-                    w.add_scalar(tag, float(value), global_step=0)
-            w.file_writer.add_summary(_summary("_hparams_/session_end_info",
-                                               session_end_info=SessionEndInfo(
-                                                   status=Status.Value(status))))
+        _write_events(row["dir"] / HPARAMS_FILE, [experiment, *_session(row)])
     return len(rows)
 
 

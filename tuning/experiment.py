@@ -99,7 +99,7 @@ def _trial_dirname(trial) -> str:
 
 def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
                 callbacks: list | None = None) -> tune.Tuner:
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
@@ -114,10 +114,12 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
     sampler = optuna.samplers.TPESampler(
         seed=settings.seed, n_startup_trials=min(10, max(3, settings.num_samples // 4)),
         multivariate=True, group=True, constant_liar=True)
+    if settings.sampler == "random":  # a baseline for benchmarks, not a tuning mode
+        sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     searcher = OptunaSearch(
         space=define_by_run(widen_for(settings.space, first),
                             {"epochs": settings.max_epochs, "seed": settings.seed}),
-        metric=["val_f1", "latency_ms_p50"] if multi else "val_f1",
+        metric=["best_val_f1", "latency_ms_p50"] if multi else "best_val_f1",
         mode=["max", "min"] if multi else "max",
         points_to_evaluate=first or None,
         sampler=sampler, storage=_storage(settings), study_name=settings.name)
@@ -127,6 +129,8 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
     scheduler = ASHAScheduler(metric="val_f1", mode="max", time_attr="training_iteration",
                               max_t=settings.max_epochs, grace_period=settings.grace_period,
                               reduction_factor=settings.reduction_factor)
+    if settings.scheduler == "fifo":  # no early stopping: every trial runs to max_epochs
+        scheduler = FIFOScheduler()
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(

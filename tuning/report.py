@@ -29,9 +29,12 @@ REPORT_DIR = "report"
 JOURNAL = "optuna.journal"  # as tuning.experiment.JOURNAL, without importing Ray
 _PNGS = ("curves.png", "parallel.png", "importance.png", "pareto.png", "confusion.png",
          "roc.png")
-_SCORES = {"best_val_f1": "best val F1", "best_val_accuracy": "best val accuracy",
-           "best_latency_ms_p50": "latency p50 (ms)", "best_epoch": "best epoch",
-           "epochs": "epochs run", "status": "status", "seconds": "seconds"}
+_SCORES = ("best_val_f1", "best_val_accuracy", "best_latency_ms_p50", "best_epoch", "epochs",
+           "status", "seconds")
+# Hyperparameters keep their trials.csv names; the best-epoch scores get short headers.
+_LABELS = {"best_val_f1": "val F1", "best_val_accuracy": "val acc.",
+           "best_latency_ms_p50": "latency ms", "best_epoch": "best epoch",
+           "epochs": "epochs run", "seconds": "s"}
 
 
 @dataclass
@@ -52,11 +55,16 @@ def write_report(exp_dir: str | Path) -> Path:
     if not (exp / "trials.csv").is_file():
         raise UserError(f"{exp_dir}: no trials.csv yet (the tuning run has not finished; "
                         f"`gender dashboard {exp_dir}` follows a running one)")
+    try:
+        table = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})  # "0123e456" stays
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame()
+    if not len(table):
+        raise UserError(f"{exp / 'trials.csv'}: no trials recorded, nothing to report")
     out = exp / REPORT_DIR
     out.mkdir(exist_ok=True)
     best = exp / "best" / "metrics.json"
-    ctx = _Exp(exp, out, _json(exp / SETTINGS_FILE),
-               pd.read_csv(exp / "trials.csv", dtype={"trial_id": str}),  # "0123e456" stays
+    ctx = _Exp(exp, out, _json(exp / SETTINGS_FILE), table,
                _json(best) if best.is_file() else None, set())
     sections = [_trials(ctx), _curves(ctx), _parallel(ctx), _importance(ctx), _pareto(ctx),
                 _best(ctx), _provenance(ctx)]
@@ -83,12 +91,12 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _table(rows: list[dict], cls: str = "") -> str:
+def _table(rows: list[dict], cls: str = "", labels: dict | None = None) -> str:
     """A table of dicts (the first row's keys are the columns); numbers sort as numbers."""
     if not rows:
         return "<p class=note>(none)</p>"
     cols = [c for c in rows[0] if not c.startswith("_")]  # "_css": the row's classes
-    head = "".join(f"<th>{escape(str(c))}</th>" for c in cols)
+    head = "".join(f"<th>{escape(str((labels or {}).get(c, c)))}</th>" for c in cols)
     body = []
     for r in rows:
         cells = []
@@ -100,8 +108,8 @@ def _table(rows: list[dict], cls: str = "") -> str:
         css = " ".join(str(x).replace(" ", "-") for x in (r.get("status"), r.get("_css")) if x)
         body.append(f'<tr class="{escape(css)}">' if css else "<tr>")
         body.append(f"{''.join(cells)}</tr>")
-    return (f'<table class="{cls}"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
+    return (f'<div class=scroll><table class="{cls}"><thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></div>")
 
 
 def _kv(d: dict) -> str:
@@ -137,7 +145,7 @@ def _trials(ctx: _Exp):
     text = (f"{len(t)} trials ({counts}). Click a header to sort. Empty cells: the parameter "
             f"does not apply (momentum: sgd/rmsprop only, alpha: rmsprop only). Bold: the "
             f"trial retrained as best.")
-    return ("trials", "Trials", _note(text) + _table(rows, "sortable trials"))
+    return ("trials", "Trials", _note(text) + _table(rows, "sortable trials", _LABELS))
 
 
 def _curves(ctx: _Exp):
@@ -161,16 +169,20 @@ def _curves(ctx: _Exp):
 
 def _parallel(ctx: _Exp):
     t, space = ctx.table, ctx.settings.get("space", {})
-    params = [p for p in _params(t) if t[p].dropna().map(plots.value_key).nunique() > 1]
+    # Varied: more than one value, "does not apply" counting as one (alpha: rmsprop only).
+    params = [p for p in _params(t)
+              if t[p].map(lambda v: plots.value_key(v) if pd.notna(v) else "n/a").nunique() > 1]
     fixed = [f"{p}={plots.value_key(t[p].dropna().iloc[0])}" for p in _params(t)
              if p not in params]
-    if not len(t) or not params:
+    if not params:
         return ("parallel", "Hyperparameters (parallel coordinates)",
-                        _note("Nothing varied between trials."))
+                _note("Nothing varied between trials."))
     body = _img(ctx, "parallel.png", lambda p: plots.parallel_png(t, params, space, p),
                 "parallel coordinates of the hyperparameters")
-    body += _note("Lines coloured by best validation F1 (dashed: diverged or errored). "
-                  "lr and weight_decay on log axes; 'n/a': the parameter does not apply."
+    logs = [p for p in params if space.get(p, {}).get("log")]
+    body += _note("Lines coloured by best validation F1 (dashed: diverged or errored); "
+                  "'n/a': the parameter does not apply."
+                  + (f" Log axes: {', '.join(logs)}." if logs else "")
                   + (f" Fixed in this experiment: {', '.join(fixed)}." if fixed else ""))
     return ("parallel", "Hyperparameters (parallel coordinates)", body)
 
@@ -222,8 +234,8 @@ def _importance(ctx: _Exp):
         study = optuna.load_study(study_name=ctx.settings.get("name", ctx.dir.name),
                                   storage=JournalStorage(JournalFileBackend(str(journal))))
     except KeyError:
-        return ("importance", title, _note(f"{JOURNAL} holds no study named "
-                                                   f"{ctx.settings.get('name')!r}."))
+        return ("importance", title,
+                _note(f"{JOURNAL} holds no study named {ctx.settings.get('name')!r}."))
     imps, why = param_importances(study)
     if imps is None:
         return ("importance", title, _note(why))
@@ -252,11 +264,11 @@ def _pareto(ctx: _Exp):
     body += _note("Red: the Pareto front (no other trial has higher F1 and lower latency at "
                   "once). Latency: batch 1 on the trial's device during tuning, at the best "
                   f"epoch. Search objective: {ctx.settings.get('objective', 'f1')}.")
-    return ("pareto", "F1 against latency", body + _table(rows, "sortable"))
+    return ("pareto", "F1 against latency", body + _table(rows, "sortable", _LABELS))
 
 
 def _roc(ctx: _Exp):
-    """-> (fpr, tpr, auc, note): predictions of best/model.pt on the test split."""
+    """-> ((fpr, tpr, auc) or None, note): best/model.pt's P(male) on the test split."""
     import torch
     from sklearn.metrics import roc_auc_score, roc_curve
 
@@ -278,10 +290,12 @@ def _roc(ctx: _Exp):
         return None, "ROC skipped: the test split holds one class only."
     p = predict_probs(model, prep.data.images[idx], torch.device("cpu"))
     fpr, tpr, _ = roc_curve(y, p)
-    note = ""
+    auc = float(roc_auc_score(y, p))
+    note = f"ROC recomputed from best/model.pt on the {len(y)} test images: AUC {auc:.4f}"
+    note += f" (metrics.json: {ctx.best['auc']:.4f})." if "auc" in ctx.best else "."
     if ctx.best.get("data_fingerprint") not in (None, prep.index.fingerprint()):
-        note = " The data folder has changed since the retrain (fingerprint differs)."
-    return (fpr, tpr, float(roc_auc_score(y, p))), note
+        note += " The data folder has changed since the retrain (fingerprint differs)."
+    return (fpr, tpr, auc), note
 
 
 def _best(ctx: _Exp):
@@ -357,9 +371,11 @@ tr.diverged td,tr.errored td{color:#a33}
 tr.stopped-early td{color:#555}
 td[data-v]{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;border:1px solid #eee}
+.scroll{overflow-x:auto;max-width:100%}
 .row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
 .note{color:#555}
 .kv td:first-child,tr.best td{font-weight:600}
+.kv td[data-v]{text-align:left}
 """
 
 _JS = """

@@ -149,7 +149,8 @@ def pareto_png(table: pd.DataFrame, front: np.ndarray, path: Path) -> Path:
     lat, f1 = table["best_latency_ms_p50"].astype(float), table["best_val_f1"].astype(float)
     bad = table["status"].isin(["diverged", "errored"]).to_numpy()
     ax.scatter(lat[~bad & ~front], f1[~bad & ~front], c="0.55", label="trial")
-    ax.scatter(lat[bad], f1[bad], c="0.75", marker="x", label="diverged / errored")
+    if bad.any():
+        ax.scatter(lat[bad], f1[bad], c="0.75", marker="x", label="diverged / errored")
     order = np.argsort(lat[front].to_numpy())
     fx, fy = lat[front].to_numpy()[order], f1[front].to_numpy()[order]
     ax.step(fx, fy, where="post", color="tab:red", lw=1.2, alpha=0.7)

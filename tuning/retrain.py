@@ -27,7 +27,7 @@ def retrain_best(exp_dir: str | Path, device: str = "auto", quiet: bool = False)
     trials = exp / "trials.csv"
     if not trials.is_file():
         raise UserError(f"{exp}: no trials.csv (the tuning run did not finish)")
-    best = pick_best(pd.read_csv(trials))
+    best = pick_best(pd.read_csv(trials, dtype={"trial_id": str}))
     if best is None:
         raise UserError(f"{trials}: no trial finished without diverging or erroring")
     params = {k: v for k, v in best.items() if isinstance(k, str) and pd.notna(v)}

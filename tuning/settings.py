@@ -11,9 +11,11 @@ from pathlib import Path
 
 from gender.errors import ConfigError, UserError
 
-__all__ = ["TuneSettings", "OBJECTIVES", "SETTINGS_FILE"]
+__all__ = ["TuneSettings", "OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SETTINGS_FILE"]
 
 OBJECTIVES = ("f1", "f1,latency")
+SAMPLERS = ("tpe", "random")  # random: a baseline (benchmarks/efficiency.py)
+SCHEDULERS = ("asha", "fifo")  # fifo: no early stopping, every trial runs to max_epochs
 SETTINGS_FILE = "experiment.json"
 
 
@@ -28,6 +30,8 @@ class TuneSettings:
     grace_period: int = 2
     reduction_factor: int = 3
     objective: str = "f1"
+    sampler: str = "tpe"  # one of SAMPLERS
+    scheduler: str = "asha"  # one of SCHEDULERS
     cpus_per_trial: float | None = None
     gpus_per_trial: float | None = None
     time_budget: float | None = None
@@ -52,6 +56,8 @@ class TuneSettings:
         check(self.reduction_factor >= 2,
               f"--reduction-factor must be >= 2, got {self.reduction_factor}")
         check(self.objective in OBJECTIVES, f"--objective must be one of {', '.join(OBJECTIVES)}")
+        check(self.sampler in SAMPLERS, f"sampler must be one of {', '.join(SAMPLERS)}")
+        check(self.scheduler in SCHEDULERS, f"scheduler must be one of {', '.join(SCHEDULERS)}")
         check(self.max_concurrent is None or self.max_concurrent >= 1,
               f"--max-concurrent must be >= 1, got {self.max_concurrent}")
         check(self.time_budget is None or self.time_budget > 0,

@@ -61,6 +61,9 @@ def train_trial(params: dict, data: dict) -> None:
 
     def report(epoch: int, m: dict) -> None:
         metrics = {k: m[k] for k in REPORTED if k in m}
+        # The best F1 so far: what Optuna learns from when the trial ends (its last result),
+        # so a trial that peaked early is not judged by a worse final epoch.
+        metrics["best_val_f1"] = max([h["val_f1"] for h in trainer.history if "val_f1" in h])
         metrics.update(diverged=0, node_id=ray.get_runtime_context().get_node_id(),
                        device=str(trainer.device))
         with tempfile.TemporaryDirectory() as d:
@@ -73,6 +76,6 @@ def train_trial(params: dict, data: dict) -> None:
         # A NaN/inf loss ends the trial as diverged: reported with F1 0 so neither ASHA
         # nor the best-trial choice can pick it, and flagged for trials.csv.
         lat = measure_latency(trainer.model, cfg.image_size, trainer.device, iters=3)
-        tune.report({"val_f1": 0.0, "val_accuracy": 0.0, "diverged": 1, "diverged_reason": str(e),
+        tune.report({"val_f1": 0.0, "best_val_f1": 0.0, "val_accuracy": 0.0, "diverged": 1, "diverged_reason": str(e),
                      "epoch": trainer.epoch + 1, "node_id": ray.get_runtime_context().get_node_id(),
                      "latency_ms_p50": lat["latency_ms_p50"]})

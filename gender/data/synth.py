@@ -300,7 +300,7 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         style = "long" if u < 0.07 else "medium" if u < 0.20 else "bald" if u < 0.30 else "short"
     else:
         style = "long" if u < 0.60 else "medium" if u < 0.80 else "short"
-    hair_len = float(rng.uniform(1.4, 2.2) if style == "long" else rng.uniform(0.85, 1.15))
+    hair_len = float(rng.uniform(1.5, 2.3) if style == "long" else rng.uniform(0.95, 1.2))
     receding = male and style == "short" and rng.random() < 0.2
     hairline = float(rng.uniform(-0.62, -0.5) if receding else rng.uniform(-0.52, -0.36))
     bangs = style != "bald" and rng.random() < 0.25
@@ -342,11 +342,11 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         hair_name=hair_name,
         style=style,
         hair_len=hair_len,
-        volume=float(rng.uniform(1.22, 1.45) if style in ("long", "medium") else rng.uniform(1.08, 1.2)),
+        volume=float(rng.uniform(1.22, 1.45) if style in ("long", "medium") else rng.uniform(1.04, 1.14)),
         hairline=hairline,
         receding=bool(receding),
         bangs=bool(bangs),
-        front_locks=style in ("long", "medium") and rng.random() < 0.5,
+        front_locks=style in ("long", "medium") and rng.random() < 0.7,
         brow=by_sex(1.0, 0.6, 0.25, 0.2, 1.6),
         arch=by_sex(0.04, 0.08, 0.03, 0.0, 0.16),
         eye=by_sex(0.95, 1.05, 0.1, 0.7, 1.3),
@@ -514,17 +514,19 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
 
     # Facial hair (men only, by construction of `_draw_person`).
     mouth_y = tip_y + 0.14 + 0.05 * b
-    if p.beard == "stubble":
-        k = int(2500 * (ss / 4) ** 2)
-        pts = np.stack([rng.uniform(-1, 1, k), rng.uniform(tip_y * 0.9, b, k)], 1)
-        inside = (pts[:, 0] / (p.jaw * 0.95)) ** 2 + ((pts[:, 1] - 0.0) / (b * 0.98)) ** 2 < 1
-        xy = (pts[inside] * unit) @ rot.T + (cx, cy)
-        draw.point(xy.ravel().tolist(), fill=_mix(p.skin, hair_dark, 0.55))
-    if p.beard == "beard":
+    if p.beard in ("stubble", "beard"):
         cheek = outline[(outline[:, 1] > 0.08 * b) & lower]
-        poly(np.concatenate([cheek * 1.03, [(-0.86, 0.08 * b), (-p.lip_w - 0.14, tip_y + 0.03),
-                                            (p.lip_w + 0.14, tip_y + 0.03), (0.86, 0.08 * b)]]),
-             hair_dark)
+        area = np.concatenate([cheek * 1.03, [(-0.86, 0.08 * b), (-p.lip_w - 0.14, tip_y + 0.03),
+                                              (p.lip_w + 0.14, tip_y + 0.03), (0.86, 0.08 * b)]])
+        if p.beard == "beard":
+            poly(area, hair_dark)
+        else:  # a shadow over the beard area, speckled with hairs
+            poly(area, _mix(p.skin, hair_dark, 0.3))
+            k = int(1500 * (ss / 4) ** 2)
+            pts = np.stack([rng.uniform(-1, 1, k), rng.uniform(tip_y, b, k)], 1)
+            inside = (pts[:, 0] / (p.jaw * 0.95)) ** 2 + (pts[:, 1] / (b * 0.98)) ** 2 < 1
+            xy = (pts[inside] * unit) @ rot.T + (cx, cy)
+            draw.point(xy.ravel().tolist(), fill=_mix(p.skin, hair_dark, 0.7))
     if p.beard in ("goatee", "goatee+mustache"):
         gy = (mouth_y + b) / 2 + 0.04
         poly(_ellipse(sx * 0.8, gy, p.lip_w * 0.75, (b - mouth_y) * 0.45, k=20), hair_dark)

@@ -1,0 +1,311 @@
+"""The experiment report and the TensorBoard HParams files, on one small real tune run
+(local Ray on 2 CPUs, 32 px synthetic faces, F1 + latency objective)."""
+
+import importlib.util
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import ray
+
+from tuning.dashboard import HPARAMS_FILE, INSTALL_HINT, METRICS, write_hparams
+from tuning.experiment import run_experiment
+from tuning.pareto import pareto_front
+from tuning.report import param_importances, write_report
+from tuning.settings import TuneSettings
+from tuning.space import QUICK_SPACE, SEARCHABLE, load_space
+
+SECTIONS = ("trials", "curves", "parallel", "importance", "pareto", "best", "provenance")
+PNG = b"\x89PNG\r\n\x1a\n"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def experiment(synth_data, tmp_path_factory):
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        space = load_space(None, base={**QUICK_SPACE, "width": {"choices": [0.125]}})
+        settings = TuneSettings(data=str(synth_data), name="rep",
+                                results=str(tmp_path_factory.mktemp("results")), num_samples=4,
+                                max_epochs=2, grace_period=1, reduction_factor=2, space=space,
+                                objective="f1,latency", seed=0)
+        summary = run_experiment(settings, verbose=0)
+    finally:
+        ray.shutdown()
+    return settings.exp_dir, summary
+
+
+class _Page(HTMLParser):
+    """Sections, image sources, links and the cells of every table, by section."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.sections, self.images, self.links, self.tables = {}, [], [], {}
+        self._section = self._cell = None
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self._section = a["id"]
+            self.sections[self._section] = ""
+        elif tag == "img":
+            self.images.append(a["src"])
+        elif tag in ("script", "link") and ("src" in a or "href" in a):
+            self.links.append(a.get("src") or a.get("href"))
+        elif tag == "table":
+            self.tables.setdefault(self._section, []).append([])
+        elif tag == "tr":
+            self.tables[self._section][-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[self._section][-1][-1].append(self._cell)
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+        if self._section:
+            self.sections[self._section] += data
+
+
+def _page(exp: Path) -> _Page:
+    return _Page((exp / "report" / "index.html").read_text(encoding="utf-8"))
+
+
+def _copy(exp: Path, dst: Path) -> Path:
+    """The experiment without checkpoints, to alter safely."""
+    shutil.copytree(exp, dst, ignore=shutil.ignore_patterns("checkpoint_*", "report"))
+    return dst
+
+
+def _events(path: Path):
+    """TensorBoard's TFRecord framing, parsed with tensorboardX's protos (works whether or
+    not tensorboard is installed): u64 length, u32 crc, payload, u32 crc."""
+    from tensorboardX.proto.event_pb2 import Event
+
+    data, pos = path.read_bytes(), 0
+    while pos < len(data):
+        (n,) = struct.unpack("<Q", data[pos:pos + 8])
+        event = Event()
+        event.ParseFromString(data[pos + 12:pos + 12 + n])
+        pos += 12 + n + 4
+        yield event
+
+
+def _hparams_records(path: Path) -> tuple[dict, dict]:
+    """-> ({tag: HParamsPluginData} of the hparams plugin, {tag: scalar})."""
+    from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData
+
+    plugin, scalars = {}, {}
+    for event in _events(path):
+        for v in event.summary.value:
+            if v.metadata.plugin_data.plugin_name == "hparams":
+                d = HParamsPluginData()
+                d.ParseFromString(v.metadata.plugin_data.content)
+                plugin[v.tag] = d
+            elif v.HasField("simple_value"):
+                scalars[v.tag] = v.simple_value
+    return plugin, scalars
+
+
+# -- the page ------------------------------------------------------------------------------
+
+def test_tune_writes_the_report_and_names_it_in_the_summary(experiment):
+    exp, summary = experiment
+    assert summary["report"] == str(exp / "report" / "index.html")
+    assert Path(summary["report"]).is_file()
+
+
+def test_every_section_is_present_with_a_heading(experiment):
+    text = (experiment[0] / "report" / "index.html").read_text()
+    for sid in SECTIONS:
+        assert f'<section id="{sid}"><h2>' in text, sid
+
+
+def test_every_referenced_image_is_a_non_empty_png_beside_the_page(experiment):
+    exp = experiment[0]
+    page = _page(exp)
+    expected = {"curves.png", "parallel.png", "importance.png", "pareto.png", "confusion.png",
+                "roc.png"}
+    assert set(page.images) == expected
+    for src in page.images:
+        png = exp / "report" / src
+        assert png.parent == exp / "report"
+        data = png.read_bytes()
+        assert len(data) > 1000 and data.startswith(PNG), src
+
+
+def test_the_page_needs_no_network(experiment):
+    page = _page(experiment[0])
+    assert page.links == []  # CSS and JS are inline
+    assert not [s for s in page.images if "://" in s]
+
+
+def test_trials_table_matches_trials_csv(experiment):
+    exp = experiment[0]
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+    header, *rows = _page(exp).tables["trials"][0]
+    got = {r[header.index("trial_id")]: r[header.index("status")] for r in rows}
+    assert got == dict(zip(trials["trial_id"], trials["status"], strict=True))
+    sampled = [p for p in SEARCHABLE if trials[p].notna().any()]
+    assert set(sampled) <= set(header)  # every hyperparameter any trial had
+    assert {"val F1", "val acc.", "latency ms", "epochs run"} <= set(header)
+
+
+def test_best_section_shows_the_test_metrics_and_recomputes_the_auc(experiment):
+    exp = experiment[0]
+    m = json.loads((exp / "best" / "metrics.json").read_text())
+    text = _page(exp).sections["best"]
+    assert f"metrics.json: {m['auc']:.4f}" in text
+    assert f"AUC {m['auc']:.4f}" in text  # the same model on the same test images
+    for key in ("recall_female", "recall_male", "latency_ms_p50", "images_per_s_batch64"):
+        assert key in text
+
+
+def test_roc_is_skipped_with_a_note_when_the_data_folder_is_gone(experiment, tmp_path):
+    exp = _copy(experiment[0], tmp_path / "rep")
+    settings = json.loads((exp / "experiment.json").read_text())
+    settings["data"] = str(tmp_path / "gone")
+    (exp / "experiment.json").write_text(json.dumps(settings))
+    (exp / "report").mkdir()
+    (exp / "report" / "roc.png").write_bytes(PNG)  # a stale figure from an earlier report
+    write_report(exp)
+    page = _page(exp)
+    assert "ROC skipped: the data folder" in page.sections["best"]
+    assert "roc.png" not in page.images and not (exp / "report" / "roc.png").exists()
+    assert "confusion.png" in page.images
+
+
+def test_a_missing_best_folder_is_reported_not_fatal(experiment, tmp_path):
+    exp = _copy(experiment[0], tmp_path / "rep")
+    shutil.rmtree(exp / "best")
+    write_report(exp)
+    page = _page(exp)
+    assert "No best/ folder" in page.sections["best"]
+    assert set(SECTIONS) <= set(page.sections)
+
+
+def test_values_are_html_escaped(experiment, tmp_path):
+    exp = _copy(experiment[0], tmp_path / "rep")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+    trials["error"] = trials["error"].astype(object)
+    trials.loc[0, "error"] = "<script>alert(1)</script>"
+    trials.to_csv(exp / "trials.csv", index=False)
+    write_report(exp)
+    text = (exp / "report" / "index.html").read_text()
+    assert "<script>alert(1)" not in text and "&lt;script&gt;alert(1)" in text
+
+
+def test_report_leaves_everything_outside_report_alone(experiment, tmp_path):
+    exp = _copy(experiment[0], tmp_path / "rep")
+    before = {p: p.stat().st_mtime_ns for p in exp.rglob("*") if p.is_file()}
+    write_report(exp)
+    after = {p: p.stat().st_mtime_ns for p in exp.rglob("*")
+             if p.is_file() and "report" not in p.relative_to(exp).parts}
+    assert after == before
+
+
+# -- importance and Pareto front, without Ray ---------------------------------------------
+
+def test_importance_needs_two_completed_trials():
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(
+        params={"lr": 0.1}, distributions={"lr": optuna.distributions.FloatDistribution(0, 1)},
+        value=0.5))
+    imps, why = param_importances(study)
+    assert imps is None and "at least 2 completed" in why
+
+
+def test_importance_ranks_the_parameter_that_drives_the_objective():
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("lr", 0, 1), t.suggest_float("noise", 0, 1) * 0),
+                   n_trials=12)
+    imps, _ = param_importances(study)
+    for imp in imps.values():
+        assert max(imp, key=imp.get) == "lr"
+
+
+@pytest.mark.parametrize("points, front", [
+    ([(0.9, 5.0), (0.8, 2.0), (0.7, 3.0)], [True, True, False]),  # (0.8, 2) beats (0.7, 3)
+    ([(0.9, 5.0), (0.9, 5.0)], [True, True]),  # duplicates keep each other
+    ([(0.9, 5.0), (0.9, 6.0)], [True, False]),  # same F1, slower: dominated
+    ([(0.6, 1.0), (0.5, 1.0)], [True, False]),  # same latency, lower F1: dominated
+    ([(0.95, 10.0), (0.6, 1.0), (0.8, 4.0)], [True, True, True]),  # a trade-off curve
+    ([(0.9, float("nan")), (0.5, 9.0)], [False, True]),  # no latency: never on the front
+    ([], []),
+])
+def test_pareto_front_keeps_exactly_the_non_dominated_points(points, front):
+    assert pareto_front(np.array(points, dtype=float).reshape(-1, 2)).tolist() == front
+
+
+# -- TensorBoard ---------------------------------------------------------------------------
+
+def test_write_hparams_records_every_trials_parameters_and_best_metrics(experiment):
+    exp = experiment[0]
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str}).set_index("trial_id")
+    assert write_hparams(exp) == len(trials)
+    for tid, row in trials.iterrows():
+        d = exp / f"trial_{tid}"
+        plugin, scalars = _hparams_records(d / HPARAMS_FILE)
+        params = json.loads((d / "params.json").read_text())
+        start = plugin["_hparams_/session_start_info"].session_start_info
+        got = {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+        want = {k: float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+                for k, v in params.items() if k in SEARCHABLE}
+        assert got == want  # conditional parameters that did not apply are absent
+        assert scalars["best/val_f1"] == pytest.approx(row["best_val_f1"], rel=1e-6)
+        assert scalars["epochs_run"] == row["epochs"]
+        listed = {h.name for h in plugin["_hparams_/experiment"].experiment.hparam_infos}
+        assert listed == set(SEARCHABLE)  # momentum and alpha included, for every trial
+        metrics = [m.name.tag for m in plugin["_hparams_/experiment"].experiment.metric_infos]
+        assert metrics == list(METRICS)
+
+
+def test_write_hparams_sorts_before_rays_files_and_reruns_replace_it(experiment):
+    exp = experiment[0]
+    write_hparams(exp)
+    write_hparams(exp)
+    for d in exp.glob("trial_*"):
+        files = sorted(p.name for p in d.glob("events.out.tfevents*"))
+        assert files[0] == HPARAMS_FILE and files.count(HPARAMS_FILE) == 1, files
+        assert len(files) >= 2  # Ray's own event file is still there
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None,
+                    reason="tensorboard is installed")
+def test_dashboard_without_tensorboard_exits_2_with_the_install_hint(experiment):
+    r = subprocess.run([sys.executable, "-m", "gender.cli", "dashboard", str(experiment[0])],
+                       capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 2
+    assert INSTALL_HINT in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(os.environ.get("GENDER_BROWSER_TESTS") != "1"
+                    or not Path("/usr/bin/chromium").exists(),
+                    reason="opt-in: GENDER_BROWSER_TESTS=1 and /usr/bin/chromium")
+def test_the_page_renders_in_headless_chromium(experiment, tmp_path):
+    shot = tmp_path / "page.png"
+    subprocess.run(["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync",
+                    f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
+                    "--window-size=1280,2000",
+                    (experiment[0] / "report" / "index.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000 and shot.read_bytes().startswith(PNG)
