@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -146,6 +147,9 @@ def cmd_predict(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Secure by default: any Ray this process starts or joins uses token authentication.
+    # Set before Ray is imported, since Ray reads its auth mode once per process.
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
     args = build_parser().parse_args(argv)
     handler = {"data": cmd_data, "train": cmd_train, "predict": cmd_predict}.get(args.command)
     if handler is None:

@@ -31,9 +31,9 @@ def start_ray(address: str | None, quiet: bool = False) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
-    # Every Ray process we start or join must present the cluster's token
-    # (~/.ray/auth_token, generated on first use, or $RAY_AUTH_TOKEN).
-    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Token authentication: the `gender` CLI sets RAY_AUTH_MODE=token before Ray is
+    # imported (Ray reads it once); a library caller gets Ray's own default, which is token
+    # auth for a new local cluster. The token lives in ~/.ray/auth_token or $RAY_AUTH_TOKEN.
     if address:
         ray.init(address=address, log_to_driver=not quiet)
     else:

@@ -280,6 +280,10 @@ def _mix(a, b, t: float) -> RGB:
     return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))
 
 
+def _luma(rgb) -> float:
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
 def _jitter(rng, rgb, amount: float) -> RGB:
     return tuple(int(np.clip(c + rng.normal(0, amount), 0, 255)) for c in rgb)
 
@@ -293,8 +297,12 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
     i = min(int(pos), len(_SKIN) - 2)
     skin = _jitter(rng, _mix(_SKIN[i], _SKIN[i + 1], pos - i), 6)
 
-    hair_name = str(rng.choice(list(_HAIR), p=_HAIR_P))
-    hair = _jitter(rng, _HAIR[hair_name][0], 10)
+    # Hair as dark as the skin would hide its shape; such people get another colour.
+    for _ in range(20):
+        hair_name = str(rng.choice(list(_HAIR), p=_HAIR_P))
+        hair = _jitter(rng, _HAIR[hair_name][0], 10)
+        if abs(_luma(hair) - _luma(skin)) >= 45:
+            break
     u = rng.random()  # hair beside the face: 80% of women, 20% of men
     if male:
         style = "long" if u < 0.07 else "medium" if u < 0.20 else "bald" if u < 0.30 else "short"
@@ -327,7 +335,7 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         glasses = (kind, _jitter(rng, ((25, 25, 25), (120, 90, 50), (150, 150, 160))
                                  [rng.integers(3)], 10))
     earrings = None
-    if rng.random() < (0.05 if male else 0.35):
+    if rng.random() < (0.05 if male else 0.2 if lipstick else 0.5):
         earrings = _jitter(rng, ((215, 180, 70), (200, 200, 210))[rng.integers(2)], 10)
 
     return _Person(
@@ -410,7 +418,7 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
         (draw.rectangle if rng.random() < 0.5 else draw.ellipse)((x0, y0, x1, y1), fill=fill)
 
     # Pose: the face lives in its own units (half head width = 1), mapped onto the canvas.
-    angle = math.radians(rng.uniform(-14, 14))
+    angle = math.radians(rng.uniform(-10, 10))
     unit = w * 0.25 * p.head * rng.uniform(0.9, 1.08)
     cx = w * (0.5 + rng.uniform(-0.06, 0.06))
     cy = w * (0.47 + rng.uniform(-0.05, 0.05))
@@ -555,7 +563,7 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
                          np.stack([xs, centre + gap + lo_h], 1)[::-1]]), p.lips)
 
     # Accessories.
-    if p.earrings is not None and p.style not in ("long",):
+    if p.earrings is not None:
         for side in (-1, 1):
             poly(_ellipse(side * 1.0, 0.34, 0.08, 0.08, k=10), p.earrings)
     if p.glasses is not None:
