@@ -30,7 +30,7 @@ CONFIG = TrainConfig(arch="vgg11", batch_norm=True, width=0.25, head="gap", imag
 # Variants take turns, a chunk of the training images each, so a change in the machine's
 # load (it is shared) hits all alike; the figures are medians over the turns.
 FULL = {"rounds": 6, "chunk": 1024, "workers": (0, 2)}
-QUICK = {"rounds": 3, "chunk": 512, "workers": (0,)}
+QUICK = {"rounds": 2, "chunk": 384, "workers": (0,)}
 
 
 class _TensorImages:

@@ -13,6 +13,7 @@ order they finished) and also in trial-seconds (the sum of those epochs' wall ti
 
 from __future__ import annotations
 
+import json
 import math
 import time
 
@@ -31,11 +32,11 @@ __all__ = ["run", "SCALE", "grid_space", "search_space", "best_so_far", "compute
 SCALE = {"width": 0.125, "image_size": 32}
 # Full: the whole grid, as many random trials, TPE + ASHA at the project's defaults (20
 # trials, grace 2, reduction 3) but the cap, which is lowered so the run fits ~15 minutes of
-# two shared cores. Quick: a smoke run of the same pipeline (a third of the grid, cap 2);
+# two shared cores. Quick: a smoke run of the same pipeline (a quarter of the grid, cap 2);
 # its figures say nothing about the methods.
 FULL = {"max_epochs": 6, "grid_every": 1, "tpe_samples": 20, "grace_period": 2,
         "reduction_factor": 3}
-QUICK = {"max_epochs": 2, "grid_every": 3, "tpe_samples": 4, "grace_period": 1,
+QUICK = {"max_epochs": 2, "grid_every": 4, "tpe_samples": 3, "grace_period": 1,
          "reduction_factor": 2}
 
 
@@ -76,6 +77,14 @@ def compute_to_reach(curve: pd.DataFrame, target: float) -> tuple[float, float]:
     return float(first["trial_epochs"]), float(first["trial_seconds"])
 
 
+def _params(trial_dir) -> dict:
+    """The configuration Ray gave a trial (its params.json), minus the constants."""
+    path = trial_dir / "params.json"
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in json.loads(path.read_text()).items() if k in SEARCHABLE}
+
+
 def _methods(p: dict) -> dict[str, dict]:
     points = [dict(c) for c in NOTEBOOK_GRID[::p["grid_every"]]]
     n = len(points)
@@ -94,7 +103,7 @@ def _methods(p: dict) -> dict[str, dict]:
 
 
 def _plot(curves: dict[str, pd.DataFrame], labels: dict, grid_best: float, grid_total: int,
-          path) -> None:
+          title: str, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -108,7 +117,7 @@ def _plot(curves: dict[str, pd.DataFrame], labels: dict, grid_best: float, grid_
     ax.axvline(grid_total / 4, color="grey", ls=":", lw=0.8, label="1/4 of the grid's compute")
     ax.set_xlabel("cumulative trial-epochs (in order of completion)")
     ax.set_ylabel("best validation F1 so far")
-    ax.set_title("Tuning efficiency (synthetic faces unless --real)", fontsize=10)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -142,7 +151,8 @@ def run(opts: Options) -> dict:
                          "trials": int(frame["trial"].nunique()) if len(frame) else 0}
         trials[name] = [
             {"trial": t, "val_f1": g.sort_values("training_iteration")["val_f1"].tolist(),
-             "epochs": int(g["training_iteration"].max())}
+             "epochs": int(g["training_iteration"].max()),
+             "params": _params(settings.exp_dir / t)}
             for t, g in frame.groupby("trial")] if len(frame) else []
 
     grid = curves["grid"]
@@ -168,7 +178,10 @@ def run(opts: Options) -> dict:
 
     png = opts.out / "efficiency.png"
     png.parent.mkdir(parents=True, exist_ok=True)
-    _plot(curves, {k: v["label"] for k, v in summary.items()}, grid_best, grid_epochs, png)
+    title = (f"{data.name}, width {SCALE['width']}, {SCALE['image_size']} px, cap "
+             f"{p['max_epochs']} epochs{' (quick: a smoke run)' if opts.quick else ''}")
+    _plot(curves, {k: v["label"] for k, v in summary.items()}, grid_best, grid_epochs, title,
+          png)
     tpe = summary["tpe-asha"]["fraction_of_grid_epochs"]
     target = {"rule": "TPE + ASHA reaches the grid's best val F1 with <= 1/4 of the grid's "
                       "trial-epochs", "fraction": tpe, "met": bool(tpe <= 0.25)}

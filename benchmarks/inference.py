@@ -23,8 +23,8 @@ __all__ = ["run"]
 
 TINY = TrainConfig(arch="vgg11", batch_norm=True, width=0.25, head="gap", image_size=64,
                    epochs=1, seed=0)
-FULL = {"iters": 200, "reps64": 20}
-QUICK = {"iters": 40, "reps64": 5}
+FULL = {"iters": 200, "reps64": 20, "size": 64}
+QUICK = {"iters": 40, "reps64": 5, "size": 32}
 
 
 def _times(fn, x: torch.Tensor, n: int) -> list[float]:
@@ -81,9 +81,10 @@ def run(opts: Options) -> dict:
         data = data_dir(opts, "inference")
         if data is None:
             return {"skipped": f"--real: {REAL_DATA} is absent"}
-        print(f"inference: training a tiny model ({TINY.model_name} width {TINY.width}, "
-              f"{TINY.image_size} px, 1 epoch) on {data}", flush=True)
-        train_command(TINY, data, work / "model", cpu, progress=False)
+        tiny = TINY.replace(image_size=p["size"])
+        print(f"inference: training a tiny model ({tiny.model_name} width {tiny.width}, "
+              f"{tiny.image_size} px, 1 epoch) on {data}", flush=True)
+        train_command(tiny, data, work / "model", cpu, progress=False)
         model_path = work / "model" / "model.pt"
     model, cfg, _ = load_model(model_path, cpu)
     ts_path = export_torchscript(model, cfg.image_size, work / "model.ts")

@@ -2,12 +2,14 @@
 `gender train`) and as the single trial of a Ray Tune run (`train_trial` via `build_tuner`).
 
 Both get every core as torch threads (the trial is given all CPUs, and `train_trial`
-sets its threads to what Ray assigned). Runs alternate plain/Ray/Ray/plain so a drift in
-the machine's load falls on both sides alike.
+sets its threads to what Ray assigned). Runs alternate plain/Ray/Ray/plain/... so a drift
+in the machine's load falls on both sides alike; beside the mean the median and the best
+epoch are reported, which other work on a shared machine disturbs less.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -32,7 +34,7 @@ __all__ = ["run", "CONFIG"]
 
 CONFIG = TrainConfig(arch="vgg11", batch_norm=True, width=0.25, head="gap", image_size=32,
                      batch_size=64, seed=0)
-FULL = {"epochs": 5, "order": ("plain", "ray", "ray", "plain")}
+FULL = {"epochs": 4, "order": ("plain", "ray", "ray", "plain", "plain", "ray")}
 QUICK = {"epochs": 3, "order": ("plain", "ray")}
 
 
@@ -76,8 +78,9 @@ def run(opts: Options) -> dict:
           f"order {'/'.join(p['order'])}; data {data}", flush=True)
     runs = []
     for i, side in enumerate(p["order"]):
+        load = os.getloadavg()[0]
         r = _plain(cfg, data) if side == "plain" else _ray(cfg, data, root, f"ray-{i}", threads)
-        r["side"] = side
+        r.update(side=side, loadavg_1m=[load, os.getloadavg()[0]])  # before, after
         runs.append(r)
         print(f"overhead: {side}: images/s by epoch "
               + ", ".join(f"{v:.0f}" for v in r["images_per_s"]), flush=True)

@@ -18,7 +18,7 @@ from gender.config import ARCHS, HEADS, OPTIMIZERS, TrainConfig
 from gender.errors import ConfigError, UserError
 
 __all__ = ["DEFAULT_SPACE", "QUICK_SPACE", "load_space", "validate_space", "define_by_run",
-           "NOTEBOOK_GRID", "trial_config", "widen_for"]
+           "NOTEBOOK_GRID", "trial_config", "widen_for", "default_point"]
 
 # Defaults sized for CPUs and small GPUs; widen width/image_size with --space on big GPUs.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -162,6 +162,22 @@ def widen_for(space: dict, points: list[dict]) -> dict:
                 _check_value(name, value, "enqueued configuration")
                 spec["choices"] = [*spec["choices"], value]
     return out
+
+
+def default_point(space: dict) -> dict:
+    """The package's default configuration, restricted to what the space can express: a
+    known-sane first trial that TPE then has to beat."""
+    d = TrainConfig().to_dict()
+    point = {}
+    for name, spec in space.items():
+        if name in CONDITIONAL and d["optimizer"] not in CONDITIONAL[name]:
+            continue
+        if "choices" in spec and d[name] not in spec["choices"]:
+            continue  # the space rules the default out: let the sampler choose
+        if "low" in spec and not spec["low"] <= d[name] <= spec["high"]:
+            continue
+        point[name] = d[name]
+    return point
 
 
 def trial_config(params: dict) -> TrainConfig:

@@ -231,7 +231,7 @@ _HAIR_P = (0.30, 0.25, 0.12, 0.15, 0.10, 0.08)
 _LIPSTICK = ((205, 15, 40), (235, 55, 135), (150, 8, 70), (240, 75, 55))
 _IRIS = ((70, 45, 25), (40, 30, 25), (70, 110, 160), (80, 120, 70))
 _BEARDS = ("stubble", "beard", "goatee", "mustache", "goatee+mustache")
-_BEARD_P = (0.3, 0.28, 0.16, 0.11, 0.15)
+_BEARD_P = (0.2, 0.35, 0.17, 0.11, 0.17)
 
 
 @dataclass(frozen=True)
@@ -274,6 +274,8 @@ class _Person:
     neck: float
     shoulders: float
     clothes: RGB
+    necktie: tuple[RGB, RGB] | None  # (shirt, tie) colours
+    necklace: RGB | None
 
 
 def _mix(a, b, t: float) -> RGB:
@@ -319,9 +321,9 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
     beside = style in ("long", "medium")
     if male:
         lipstick = rng.random() < 0.02
-        facial_hair = rng.random() < (0.9 if beside else 0.46)
+        facial_hair = rng.random() < (0.9 if beside else 0.525)
     else:
-        lipstick = rng.random() < (0.46 if beside else 0.9)
+        lipstick = rng.random() < (0.525 if beside else 0.9)
         facial_hair = False
     lip_natural = _mix(skin, (170, 80, 80), 0.45)
     lips = _jitter(rng, _LIPSTICK[rng.integers(len(_LIPSTICK))], 8) if lipstick else lip_natural
@@ -334,6 +336,15 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         kind = "sun" if rng.random() < 0.25 else "clear"
         glasses = (kind, _jitter(rng, ((25, 25, 25), (120, 90, 50), (150, 150, 160))
                                  [rng.integers(3)], 10))
+    # Neckwear, again avoiding the other cues: a tie for men without facial hair,
+    # a necklace for women without lipstick, more often than for the others.
+    necktie = necklace = None
+    if rng.random() < ((0.2 if facial_hair else 0.55) if male else 0.02):
+        necktie = (_jitter(rng, (235, 235, 230), 12),
+                   tuple(int(c) for c in rng.integers(10, 200, 3)))
+    if rng.random() < (0.02 if male else 0.2 if lipstick else 0.6):
+        necklace = _jitter(rng, ((215, 180, 70), (200, 200, 210), (240, 235, 225))
+                           [rng.integers(3)], 10)
     earrings = None
     if rng.random() < (0.05 if male else 0.2 if lipstick else 0.5):
         earrings = _jitter(rng, ((215, 180, 70), (200, 200, 210))[rng.integers(2)], 10)
@@ -375,6 +386,8 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         neck=by_sex(0.40, 0.34, 0.05, 0.25, 0.55),
         shoulders=by_sex(2.6, 2.3, 0.25, 1.8, 3.2),
         clothes=tuple(int(c) for c in rng.integers(20, 236, 3)),
+        necktie=necktie,
+        necklace=necklace,
     )
 
 
@@ -421,7 +434,7 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
     angle = math.radians(rng.uniform(-10, 10))
     unit = w * 0.25 * p.head * rng.uniform(0.9, 1.08)
     cx = w * (0.5 + rng.uniform(-0.06, 0.06))
-    cy = w * (0.47 + rng.uniform(-0.05, 0.05))
+    cy = w * (0.43 + rng.uniform(-0.05, 0.05))
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
     yaw = rng.uniform(-0.14, 0.14)  # features slide sideways as the head turns
 
@@ -446,11 +459,22 @@ def _render(p: _Person, rng: np.random.Generator, size: int) -> tuple[Image.Imag
 
     # Shoulders and neck.
     sw = p.shoulders
-    poly(_ellipse(0, 2.35 * b, sw, 0.9 * b, math.pi, 2 * math.pi, 24).tolist()
+    poly(_ellipse(0, 2.1 * b, sw, 0.85 * b, math.pi, 2 * math.pi, 24).tolist()
          + [(sw, 3 * b), (-sw, 3 * b)], p.clothes)
     neck_shade = _mix(p.skin, (0, 0, 0), 0.12)
     poly([(-p.neck, 0.5 * b), (p.neck, 0.5 * b), (p.neck * 1.1, 1.6 * b),
           (-p.neck * 1.1, 1.6 * b)], neck_shade)
+    if p.necktie is not None:  # shirt collar and tie
+        shirt, tie = p.necktie
+        nb = 1.3 * b  # neckline
+        poly([(-p.neck * 1.6, nb - 0.1), (0, nb + 0.25), (p.neck * 1.6, nb - 0.1),
+              (p.neck * 1.8, nb + 0.5), (-p.neck * 1.8, nb + 0.5)], shirt)
+        poly([(-0.1, nb + 0.05), (0.1, nb + 0.05), (0.07, nb + 0.2), (-0.07, nb + 0.2)], tie)
+        poly([(-0.07, nb + 0.2), (0.07, nb + 0.2), (0.16, nb + 1.2), (-0.16, nb + 1.2)], tie)
+    if p.necklace is not None:
+        poly(_band(np.linspace(-p.neck * 1.3, p.neck * 1.3, 12),
+                   1.12 * b + 0.25 * (1 - np.linspace(-1, 1, 12) ** 2), np.full(12, 0.08)),
+             p.necklace)
 
     # Ears, then the head: an ellipse above, a superellipse jaw below.
     for side in (-1, 1):
@@ -619,6 +643,8 @@ def _attributes(p: _Person, shot: _Shot, male_label: bool) -> list[int]:
         "Smiling": shot.smiling,
         "Wearing_Earrings": p.earrings is not None,
         "Wearing_Lipstick": p.lipstick,
+        "Wearing_Necklace": p.necklace is not None,
+        "Wearing_Necktie": p.necktie is not None,
     }
     if hair_attr is not None:
         on[hair_attr] = True

@@ -1,0 +1,146 @@
+"""The latest figures as one markdown table, from `results/bench/*.json`.
+
+    python -m benchmarks.table                  # print it
+    python -m benchmarks.table --update README.md   # replace the block between the markers
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from benchmarks import BENCHMARKS
+
+__all__ = ["render", "BEGIN", "END"]
+
+BEGIN = "<!-- benchmarks:begin (python -m benchmarks.table --update README.md) -->"
+END = "<!-- benchmarks:end -->"
+
+
+def _x(v: float, digits: int = 2) -> str:
+    return "never" if v is None or math.isinf(v) else f"{v:.{digits}f}"
+
+
+def _efficiency(d: dict) -> list[tuple[str, str]]:
+    grid_e = d["grid_trial_epochs"]
+    out = []
+    for m in d["methods"]:
+        reach = (f"never in its {m['trial_epochs']}" if math.isinf(m["epochs_to_grid_best"])
+                 else f"{m['epochs_to_grid_best']:.0f} of its {m['trial_epochs']} = "
+                      f"{m['fraction_of_grid_epochs']:.2f} x the grid's {grid_e}")
+        out.append((f"{m['label']}: best val F1; trial-epochs to reach the grid's best "
+                     f"({d['grid_best_val_f1']:.3f})", f"{m['best_val_f1']:.3f}; {reach}"))
+    t = d["target"]
+    out.append((f"target: {t['rule']} (cap {d['epoch_cap']} epochs, width "
+                f"{d['scaling']['width']}, {d['scaling']['image_size']} px)",
+                f"{'met' if t['met'] else 'not met'} ({_x(t['fraction'])})"))
+    return out
+
+
+def _overhead(d: dict) -> list[tuple[str, str]]:
+    plain, ray_ = d["sides"]
+    c = d["config"]
+    return [(f"training images/s, plain loop vs one Ray Tune trial ({d['threads']} threads, "
+             f"vgg11_bn w{c['width']} {c['image_size']} px; mean of epochs 2+)",
+             f"{plain['images_per_s']:.0f} vs {ray_['images_per_s']:.0f} = {d['ratio']:.1%} "
+             f"(target >= 95%: {'met' if d['target']['met'] else 'not met'}; median "
+             f"{ray_['x_median_images_per_s']:.0%}, best epoch {ray_['x_best_images_per_s']:.0%})")]
+
+
+def _datapath(d: dict) -> list[tuple[str, str]]:
+    c = d["config"]
+    return [(f"{v['label']} ({c['image_size']} px): train images/s; share outside "
+             f"forward/backward/step",
+             f"{v['images_per_s']:.0f} ({v['x_tensors']:.2f} x); {v['outside_share']:.0%}")
+            for v in d["variants"]]
+
+
+def _compute(d: dict) -> list[tuple[str, str]]:
+    out = [(f"fp32 matmul peak ({d['peak_matmul_n']}^2 torch.mm, {d['threads']} threads)",
+            f"{d['peak_flops'] / 1e9:.0f} GFLOP/s")]
+    models: dict[str, list[str]] = {}
+    for r in d["rows"]:
+        models.setdefault(r["model"], []).append(
+            f"{r['image_size']} px {r['gflop_per_s']:.0f} ({r['share_of_peak']:.0%})")
+    out += [(f"{m} w{d['width']} training GFLOP/s (share of peak)", ", ".join(v))
+            for m, v in models.items()]
+    return out
+
+
+def _inference(d: dict) -> list[tuple[str, str]]:
+    c = d["config"]
+    out = [(f"{b['backend']} ({c['arch']}{'_bn' if c['batch_norm'] else ''} w{c['width']} "
+            f"{c['image_size']} px): p50 / p95 ms at batch 1; images/s at batch 64",
+            f"{b['latency_ms_p50']:.1f} / {b['latency_ms_p95']:.1f}; "
+            f"{b['images_per_s_batch64']:.0f}") for b in d["backends"]]
+    if d.get("onnx_note"):
+        out.append(("onnxruntime", f"skipped: {d['onnx_note'].split(' (')[0]}"))
+    return out
+
+
+def _gpu(d: dict) -> list[tuple[str, str]]:
+    out = [(f"{r['trials_per_gpu']} trial(s) per GPU: aggregate images/s per GPU",
+            f"{r['images_per_s_per_gpu']:.0f} ({r['x_one_trial']:.2f} x)") for r in d["sharing"]]
+    out += [(f"{v['variant']}: train images/s", f"{v['images_per_s']:.0f} "
+             f"({v['x_default']:.2f} x)") for v in d["precision_and_layout"]]
+    return out
+
+
+_ROWS = {"efficiency": _efficiency, "overhead": _overhead, "datapath": _datapath,
+         "compute": _compute, "inference": _inference, "gpu": _gpu}
+
+
+def render(folder: str | Path = "results/bench") -> str:
+    folder = Path(folder)
+    found = {n: json.loads((folder / f"{n}.json").read_text())
+             for n in BENCHMARKS if (folder / f"{n}.json").is_file()}
+    if not found:
+        raise SystemExit(f"{folder}: no benchmark JSON there (run `python -m benchmarks`)")
+    lines = ["| benchmark | measure | figure |", "|---|---|---|"]
+    for name in ("efficiency", "overhead", "datapath", "compute", "inference", "gpu"):
+        d = found.get(name)
+        if d is None:
+            continue
+        rows = [("", f"skipped: {d['skipped']}")] if "skipped" in d else _ROWS[name](d)
+        lines += [f"| {name} ({d['mode']}) | {m} | {f} |" for m, f in rows]
+    m = next(iter(found.values()))["machine"]
+    stamps = sorted(d["machine"]["timestamp"] for d in found.values())
+    loads = [d["machine"]["loadavg_1m"] for d in found.values()]
+    lines.append("")
+    lines.append(f"Machine: {m['cpu_model']}, {m['cores']} cores, "
+                 f"{m['cuda_device'] or 'no GPU'}; torch {m['torch']}, Ray {m['ray']}; "
+                 f"{stamps[0][:16]} to {stamps[-1][:16]}; run at nice {m['nice']} with a 1-minute "
+                 f"load average of {min(loads):.1f}-{max(loads):.1f} from other work (a shared "
+                 f"machine: rates are lower bounds).")
+    return "\n".join(lines)
+
+
+def _update(path: Path, table: str) -> None:
+    text = path.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{path}: no `{BEGIN}` ... `{END}` block to replace")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    path.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.table", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("folder", nargs="?", default="results/bench")
+    ap.add_argument("--update", metavar="FILE", help="replace the table between the markers")
+    args = ap.parse_args(argv)
+    table = render(args.folder)
+    if args.update:
+        _update(Path(args.update), table)
+        print(f"updated {args.update}")
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
