@@ -23,6 +23,14 @@ def _names(text: str) -> list[str]:
     return names
 
 
+def _stop_ray() -> None:
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--only", type=_names, default=list(BENCHMARKS), metavar="NAME[,NAME]",
@@ -51,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
             failed.append(name)
             continue
+        finally:
+            _stop_ray()
         result = {"benchmark": name, "mode": mode, "real_data": opts.real,
                   "seconds": time.perf_counter() - t0, "machine": machine(), **result}
         print(f"-> {save(result, opts.out / f'{name}.json')} ({result['seconds']:.0f} s)")

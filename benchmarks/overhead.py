@@ -13,6 +13,7 @@ import os
 import time
 
 import numpy as np
+import ray
 import torch
 
 from benchmarks.common import (
@@ -55,7 +56,10 @@ def _ray(cfg: TrainConfig, data, root, name: str, threads: int) -> dict:
                             cpus_per_trial=float(threads), seed=cfg.seed, space=space,
                             retrain=False)
     t0 = time.perf_counter()
-    tune_once(settings)
+    try:
+        tune_once(settings)
+    finally:
+        ray.shutdown()  # the plain runs must not share the cores with idle Ray processes
     wall = time.perf_counter() - t0
     df = trial_frames(settings.exp_dir).sort_values("training_iteration")
     if not len(df):

@@ -31,6 +31,9 @@ def start_ray(address: str | None, quiet: bool = False) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "1")
+    # We checkpoint every epoch on purpose (resume must lose at most one); Tune's warning
+    # about frequent experiment snapshots would repeat every few seconds.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # Token authentication: the `gender` CLI sets RAY_AUTH_MODE=token before Ray is
     # imported (Ray reads it once); a library caller gets Ray's own default, which is token
     # auth for a new local cluster. The token lives in ~/.ray/auth_token or $RAY_AUTH_TOKEN.
