@@ -4,6 +4,7 @@ stopping, then trials.csv, the retrained best model and the summary."""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import ray
@@ -114,9 +115,11 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
     # TPE after a few random trials (Optuna's default of 10 would make small runs random);
     # multivariate + group model the conditional space jointly, and the constant liar keeps
     # concurrent trials from all being proposed at the same point.
-    sampler = optuna.samplers.TPESampler(
-        seed=settings.seed, n_startup_trials=min(10, max(3, settings.num_samples // 4)),
-        multivariate=True, group=True, constant_liar=True)
+    with warnings.catch_warnings():  # multivariate/group are "experimental" since 2020
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        sampler = optuna.samplers.TPESampler(
+            seed=settings.seed, n_startup_trials=min(10, max(3, settings.num_samples // 4)),
+            multivariate=True, group=True, constant_liar=True)
     if settings.sampler == "random":  # a baseline for benchmarks, not a tuning mode
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
     searcher = OptunaSearch(
