@@ -21,11 +21,11 @@ def _isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synth_data(tmp_path_factory) -> Path:
-    """1,200 synthetic faces at 32 px, CelebA layout with identities and partition."""
+    """2,000 synthetic faces at 32 px, CelebA layout with identities and partition."""
     from gender.data.synth import synthesize
 
     out = tmp_path_factory.mktemp("synth") / "faces"
-    synthesize(out, n=1200, seed=7, size=32)
+    synthesize(out, n=2000, seed=7, size=32)
     return out
 
 

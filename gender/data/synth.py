@@ -89,7 +89,7 @@ def synthesize(out: str | Path, n: int = 3000, seed: int = 0, size: int = 64,
     flipped = np.zeros(n, dtype=bool)
     flipped[root.choice(n, size=round(label_noise * n), replace=False)] = True
     partition = _assign_partitions(root, owner, k)
-    people = [_draw_person(g, bool(m)) for g, m in zip(root.spawn(k), male)]
+    people = [_draw_person(g, bool(m)) for g, m in zip(root.spawn(k), male, strict=True)]
     shot_rngs = root.spawn(n)
 
     out.parent.mkdir(parents=True, exist_ok=True)
