@@ -76,6 +76,7 @@ def train_trial(params: dict, data: dict) -> None:
         # A NaN/inf loss ends the trial as diverged: reported with F1 0 so neither ASHA
         # nor the best-trial choice can pick it, and flagged for trials.csv.
         lat = measure_latency(trainer.model, cfg.image_size, trainer.device, iters=3)
-        tune.report({"val_f1": 0.0, "best_val_f1": 0.0, "val_accuracy": 0.0, "diverged": 1, "diverged_reason": str(e),
+        tune.report({"val_f1": 0.0, "best_val_f1": 0.0, "val_accuracy": 0.0, "diverged": 1,
+                     "diverged_reason": str(e),
                      "epoch": trainer.epoch + 1, "node_id": ray.get_runtime_context().get_node_id(),
                      "latency_ms_p50": lat["latency_ms_p50"]})

@@ -279,7 +279,7 @@ class _Person:
 
 
 def _mix(a, b, t: float) -> RGB:
-    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b))
+    return tuple(int(round(x + (y - x) * t)) for x, y in zip(a, b, strict=True))
 
 
 def _luma(rgb) -> float:
