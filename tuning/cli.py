@@ -9,7 +9,7 @@ from pathlib import Path
 __all__ = ["add_tuning_commands"]
 
 # `--quick`: finishes in about 3 minutes on 2 CPUs on the synthetic data.
-QUICK = {"num_samples": 8, "max_epochs": 4, "grace_period": 1, "reduction_factor": 2}
+QUICK = {"num_samples": 8, "max_epochs": 6, "grace_period": 1, "reduction_factor": 2}
 
 
 def add_tuning_commands(sub, pos_int, float_) -> None:

@@ -86,11 +86,13 @@ def synthesize(out: str | Path, n: int = 3000, seed: int = 0, size: int = 64,
     k = len(sizes)
     male = root.permutation(k) % 2 == 0  # half the people are men, by construction
     owner = np.repeat(np.arange(k), sizes)[root.permutation(n)]  # image -> identity
-    flipped = np.zeros(n, dtype=bool)
-    flipped[root.choice(n, size=round(label_noise * n), replace=False)] = True
     partition = _assign_partitions(root, owner, k)
     people = [_draw_person(g, bool(m)) for g, m in zip(root.spawn(k), male, strict=True)]
     shot_rngs = root.spawn(n)
+    # Label noise has its own generator, so `label_noise` changes labels and nothing else;
+    # a larger fraction flips a superset of the images a smaller one flips.
+    flipped = np.zeros(n, dtype=bool)
+    flipped[root.spawn(1)[0].permutation(n)[:round(label_noise * n)]] = True
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -361,7 +363,7 @@ def _draw_person(rng: np.random.Generator, male: bool) -> _Person:
         hair_name=hair_name,
         style=style,
         hair_len=hair_len,
-        volume=float(rng.uniform(1.22, 1.45) if style in ("long", "medium") else rng.uniform(1.04, 1.14)),
+        volume=float(rng.uniform(1.22, 1.45) if beside else rng.uniform(1.04, 1.14)),
         hairline=hairline,
         receding=bool(receding),
         bangs=bool(bangs),
