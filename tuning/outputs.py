@@ -30,9 +30,11 @@ def trials_table(results, max_epochs: int) -> pd.DataFrame:
     """ResultGrid -> DataFrame: hyperparameters, best and last metrics, epochs, status."""
     rows = []
     for r in results:
+        if r.config is None and r.error is None:
+            continue  # proposed but never started (the time budget ran out first)
         df = r.metrics_dataframe if r.metrics_dataframe is not None else pd.DataFrame()
         row = {"trial_id": (r.metrics or {}).get("trial_id") or Path(r.path).name.split("_")[1]}
-        row.update({k: r.config.get(k) for k in SEARCHABLE})  # absent if it did not apply
+        row.update({k: (r.config or {}).get(k) for k in SEARCHABLE})  # absent if it did not apply
         ok = df[df.get("diverged", 0) != 1] if "diverged" in df else df
         best = ok.loc[ok["val_f1"].idxmax()] if len(ok) and "val_f1" in ok else None
         last = df.iloc[-1] if len(df) else None
