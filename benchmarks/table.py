@@ -34,9 +34,13 @@ def _efficiency(d: dict) -> list[tuple[str, str]]:
         out.append((f"{m['label']}: best val F1; trial-epochs to reach the grid's best "
                      f"({d['grid_best_val_f1']:.3f})", f"{m['best_val_f1']:.3f}; {reach}"))
     t = d["target"]
+    verdict = f"{'met' if t['met'] else 'not met'} ({_x(t['fraction'])})"
+    if "with_default_first" in t:
+        w = t["with_default_first"]
+        verdict += (f"; with the default config first: {'met' if w['met'] else 'not met'} "
+                    f"({_x(w['fraction'])})")
     out.append((f"target: {t['rule']} (cap {d['epoch_cap']} epochs, width "
-                f"{d['scaling']['width']}, {d['scaling']['image_size']} px)",
-                f"{'met' if t['met'] else 'not met'} ({_x(t['fraction'])})"))
+                f"{d['scaling']['width']}, {d['scaling']['image_size']} px)", verdict))
     return out
 
 
@@ -47,7 +51,8 @@ def _overhead(d: dict) -> list[tuple[str, str]]:
              f"vgg11_bn w{c['width']} {c['image_size']} px; mean of epochs 2+)",
              f"{plain['images_per_s']:.0f} vs {ray_['images_per_s']:.0f} = {d['ratio']:.1%} "
              f"(target >= 95%: {'met' if d['target']['met'] else 'not met'}; median "
-             f"{ray_['x_median_images_per_s']:.0%}, best epoch {ray_['x_best_images_per_s']:.0%})")]
+             f"{ray_['x_median_images_per_s']:.0%}, best epoch {ray_['x_best_images_per_s']:.0%};"
+             f" epoch-to-epoch spread (CV) {plain['spread']:.0%} / {ray_['spread']:.0%})")]
 
 
 def _datapath(d: dict) -> list[tuple[str, str]]:
@@ -112,9 +117,9 @@ def render(folder: str | Path = "results/bench") -> str:
     lines.append("")
     lines.append(f"Machine: {m['cpu_model']}, {m['cores']} cores, "
                  f"{m['cuda_device'] or 'no GPU'}; torch {m['torch']}, Ray {m['ray']}; "
-                 f"{stamps[0][:16]} to {stamps[-1][:16]}; run at nice {m['nice']} with a 1-minute "
-                 f"load average of {min(loads):.1f}-{max(loads):.1f} from other work (a shared "
-                 f"machine: rates are lower bounds).")
+                 f"finished {stamps[0][:16]} to {stamps[-1][:16]}; run at nice {m['nice']}, the "
+                 f"1-minute load average at the end of each benchmark {min(loads):.1f}-"
+                 f"{max(loads):.1f} (other work on a shared machine: rates are lower bounds).")
     return "\n".join(lines)
 
 

@@ -172,7 +172,10 @@ class Trainer:
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                 "schedule": self.sched.state_dict(), "epoch": self.epoch,
-                "rng": self.gen.get_state(), "history": self.history,
+                # Dropout draws from torch's global RNG: save it too, so a resumed run
+                # continues exactly as an uninterrupted one would.
+                "rng": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": self.history,
                 "config": self.cfg.to_dict()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -181,6 +184,7 @@ class Trainer:
         self.sched.load_state_dict(state["schedule"])
         self.epoch = int(state["epoch"])
         self.gen.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
         self.history = list(state["history"])
 
     def run_epoch(self, on_step: Callable[[int], None] | None = None) -> dict:
