@@ -151,7 +151,7 @@ def test_trials_use_both_nodes_and_survive_a_killed_worker(cluster, synth_data, 
         wait_for(worker_checkpointed, 240, "a checkpoint on the worker node", proc)
         on_worker = {n for n, df in progress(exp).items() if (df["node_id"] == worker).any()}
         cluster.kill("worker")  # the node dies mid-run
-        out, _ = proc.communicate(timeout=400)
+        out, _ = proc.communicate(timeout=900)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -194,7 +194,7 @@ def test_a_killed_driver_resumes_with_every_trial_and_the_optuna_history(cluster
     assert 0 < len(before) < 5 + 2
 
     p = subprocess.run([sys.executable, "-m", "gender.cli", "tune", "--resume", str(exp),
-                        "--quiet"], env=cluster.env, capture_output=True, text=True, timeout=400)
+                        "--quiet"], env=cluster.env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     trials = pd.read_csv(exp / "trials.csv")
     assert len(trials) == 5

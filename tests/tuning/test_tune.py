@@ -17,7 +17,7 @@ from tuning.settings import TuneSettings
 from tuning.space import QUICK_SPACE, load_space
 
 GOOD = {"arch": "vgg11", "batch_norm": True, "width": 0.25, "optimizer": "adamw", "lr": 3e-3,
-        "augment": 0.2, "batch_size": 64, "dropout": 0.1}
+        "augment": 0.2, "batch_size": 32, "dropout": 0.1, "head": "gap"}
 DIVERGING = {"arch": "vgg11", "batch_norm": False, "width": 0.125, "head": "classic",
              "optimizer": "sgd", "lr": 10.0, "momentum": 0.99, "augment": 0.0}
 HOPELESS = {**GOOD, "lr": 1e-6, "optimizer": "adam"}
