@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     chk.add_argument("dir")
     syn = dsub.add_parser("synth", help="draw synthetic faces in CelebA's layout")
     syn.add_argument("out")
-    syn.add_argument("--n", type=_pos_int, default=3000)
+    syn.add_argument("--n", type=_pos_int, default=6000)
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--size", type=_pos_int, default=64)
 

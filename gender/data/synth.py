@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from gender.errors import ConfigError, UserError
 
-__all__ = ["CELEBA_ATTRIBUTES", "synthesize"]
+__all__ = ["CELEBA_ATTRIBUTES", "synthesize", "synth_args"]
 
 # CelebA's 40 attributes, in the order of its list_attr_celeba.txt.
 CELEBA_ATTRIBUTES = (
@@ -66,7 +67,7 @@ RGB = tuple[int, int, int]
 
 # ---------------------------------------------------------------- public entry point
 
-def synthesize(out: str | Path, n: int = 3000, seed: int = 0, size: int = 64,
+def synthesize(out: str | Path, n: int = 6000, seed: int = 0, size: int = 64,
                label_noise: float = 0.03) -> Path:
     """Draw `n` synthetic faces into `out` in CelebA's layout; return `out`.
 
@@ -120,6 +121,18 @@ def synthesize(out: str | Path, n: int = 3000, seed: int = 0, size: int = 64,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def synth_args(folder: str | Path) -> dict | None:
+    """The (n, seed, size) an earlier `synthesize` output was drawn with, else None."""
+    folder = Path(folder)
+    if not folder.is_dir() or not _is_synth_output(folder):
+        return None
+    m = re.search(r"synthesize\(out, n=(\d+), seed=(\d+), size=(\d+),",
+                  (folder / "README.md").read_text(encoding="utf-8"))
+    if m is None:
+        return None
+    return dict(zip(("n", "seed", "size"), map(int, m.groups()), strict=True))
 
 
 def _check_args(n, seed, size, label_noise) -> None:
