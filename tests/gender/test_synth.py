@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from gender.data.layouts import read_dataset
-from gender.data.synth import CELEBA_ATTRIBUTES, synthesize
+from gender.data.synth import CELEBA_ATTRIBUTES, synth_args, synthesize
 from gender.errors import ConfigError, UserError
 
 N, SIZE = 60, 32
@@ -122,6 +122,14 @@ def test_readme_says_what_produced_it(out):
     text = (out / "README.md").read_text(encoding="utf-8")
     assert "synthetic" in text.lower()
     assert f"n={N}" in text and "seed=0" in text
+
+
+def test_synth_args_reads_back_what_drew_an_output(out, tmp_path):
+    assert synth_args(out) == {"n": N, "seed": 0, "size": SIZE}
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("# my data\n")
+    assert synth_args(tmp_path / "mine") is None  # not ours: never redrawn over
+    assert synth_args(tmp_path / "absent") is None
 
 
 def test_project_loader_reads_the_output(out):
