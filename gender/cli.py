@@ -61,6 +61,10 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_pos_int, default=d.batch_size)
     p.add_argument("--dropout", type=_float, default=d.dropout)
     p.add_argument("--augment", type=_float, default=d.augment, help="strength 0..1")
+    p.add_argument("--mixup", type=_float, default=d.mixup,
+                   help="mixup's Beta(a, a) parameter, e.g. 0.2 (0 = off)")
+    p.add_argument("--ema", type=_float, default=d.ema,
+                   help="moving average of the weights, decay per step (0 = off)")
     p.add_argument("--balance", choices=BALANCE, default=d.balance)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--pretrained", default=None,

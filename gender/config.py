@@ -45,6 +45,8 @@ class TrainConfig:
     batch_size: int = 64
     image_size: int = 64
     augment: float = 0.5  # 0 = none, 1 = strong flip/affine/colour jitter
+    mixup: float = 0.0  # Beta(a, a) of mixup's blend weight; 0 = off
+    ema: float = 0.0  # decay per step of an exponential moving average of the weights; 0 = off
     epochs: int = 10
     balance: str = "weighted"  # class imbalance: weighted loss, undersample train, or none
     seed: int = 0
@@ -68,6 +70,8 @@ class TrainConfig:
         _check(32 <= self.image_size <= 512 and self.image_size % 32 == 0,
                f"image_size a multiple of 32 in [32, 512], got {self.image_size}")
         _check(0.0 <= self.augment <= 1.0, f"0 <= augment <= 1, got {self.augment}")
+        _check(0.0 <= self.mixup <= 10.0, f"0 <= mixup <= 10, got {self.mixup}")
+        _check(0.0 <= self.ema < 1.0, f"0 <= ema < 1, got {self.ema}")
         _check(1 <= self.epochs <= 1000, f"1 <= epochs <= 1000, got {self.epochs}")
         if self.pretrained is not None:
             _check(self.width == 1.0 and self.head == "classic",

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel
 
 from gender.augment import augment, normalize
 from gender.config import TrainConfig
@@ -57,6 +58,15 @@ def _to_input(images_u8: torch.Tensor, device: torch.device, strength: float = 0
     return x
 
 
+def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
+    """Blend the batch with a shuffled copy of itself, labels alike (Zhang et al. 2018).
+    The Beta draw is seeded from `gen`, so a resumed run makes the same draws."""
+    lam = float(np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
+                .beta(alpha, alpha))
+    perm = torch.randperm(len(y), generator=gen).to(y.device)
+    return lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+
+
 def train_one_epoch(model, opt, sched, data: TensorData, idx: np.ndarray, cfg: TrainConfig,
                     device: torch.device, gen: torch.Generator, pos_weight: float,
                     on_step: Callable[[int], None] | None = None) -> dict:
@@ -70,6 +80,8 @@ def train_one_epoch(model, opt, sched, data: TensorData, idx: np.ndarray, cfg: T
             continue  # batch norm cannot train on a batch of one
         x = _to_input(data.images[b], device, cfg.augment, gen)
         y = data.labels[b].to(device)
+        if cfg.mixup > 0:
+            x, y = _mixup(x, y, cfg.mixup, gen)
         with _autocast(device):
             logits = model(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pw)
@@ -139,6 +151,23 @@ def make_schedule(opt, cfg: TrainConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
+def _ema_update(decay: float):
+    """EMA step for AveragedModel, with timm's warm-up: the decay grows as (1+n)/(10+n)
+    up to `decay`, so a short run (or ASHA's first rung) is not judged on weights that
+    still remember the random initialisation."""
+
+    def update(averaged: list, current: list, n_averaged: torch.Tensor) -> None:
+        n = float(n_averaged)
+        d = min(decay, (1 + n) / (10 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, 1 - d)
+        else:  # integer buffers (batch norm's step count): keep the latest
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+
+    return update
+
+
 class Trainer:
     """One run: `fit` trains `cfg.epochs` epochs on `train_split`, evaluating `eval_split`.
 
@@ -158,6 +187,11 @@ class Trainer:
         if device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
+        # The averaged weights are the ones evaluated, checkpointed as "ema" and exported:
+        # on small data they sit in a flatter spot than the last step's (buffers too, so
+        # batch-norm statistics match the averaged weights).
+        self.ema = (AveragedModel(self.model, multi_avg_fn=_ema_update(cfg.ema),
+                                  use_buffers=True) if cfg.ema > 0 else None)
         self.opt = make_optimizer(self.model, cfg)
         steps = math.ceil(len(self.train_idx) / cfg.batch_size)
         self.sched = make_schedule(self.opt, cfg, steps)
@@ -169,8 +203,15 @@ class Trainer:
         # class is not ignored. Undersampling is done on the split itself, upstream.
         self.pos_weight = (len(labels) - pos) / pos if cfg.balance == "weighted" and pos else 1.0
 
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights to evaluate and export: the moving average when `cfg.ema` is on."""
+        return self.ema.module if self.ema is not None else self.model
+
     def state_dict(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+        return {"model": self.model.state_dict(),
+                **({"ema": self.ema.state_dict()} if self.ema is not None else {}),
+                "optimizer": self.opt.state_dict(),
                 "schedule": self.sched.state_dict(), "epoch": self.epoch,
                 # Dropout draws from torch's global RNG: save it too, so a resumed run
                 # continues exactly as an uninterrupted one would.
@@ -180,6 +221,8 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
         self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["schedule"])
         self.epoch = int(state["epoch"])
@@ -189,15 +232,22 @@ class Trainer:
 
     def run_epoch(self, on_step: Callable[[int], None] | None = None) -> dict:
         t0 = time.perf_counter()
+        step = on_step
+        if self.ema is not None:
+            def step(n: int) -> None:
+                self.ema.update_parameters(self.model)
+                if on_step is not None:
+                    on_step(n)
         m = train_one_epoch(self.model, self.opt, self.sched, self.data, self.train_idx,
-                            self.cfg, self.device, self.gen, self.pos_weight, on_step)
+                            self.cfg, self.device, self.gen, self.pos_weight, step)
         self.epoch += 1
         m["epoch"] = self.epoch
         if self.eval_split:
-            ev = evaluate(self.model, self.data, self.data.splits[self.eval_split], self.device)
+            ev = evaluate(self.eval_model, self.data, self.data.splits[self.eval_split],
+                          self.device)
             ev.pop("probs")
             m.update({("val_" + k): v for k, v in ev.items()})
-        m.update(measure_latency(self.model, self.data.image_size, self.device, iters=10))
+        m.update(measure_latency(self.eval_model, self.data.image_size, self.device, iters=10))
         m["epoch_seconds"] = time.perf_counter() - t0
         self.history.append({k: v for k, v in m.items() if not isinstance(v, list)})
         return m

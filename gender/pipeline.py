@@ -95,10 +95,10 @@ def finish_run(trainer: Trainer, prep: Prepared, out: Path, train_seconds: float
     """Test once on the held-out split, time inference, write every output file."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = trainer.cfg
-    test = evaluate(trainer.model, prep.data, prep.data.splits["test"], trainer.device)
+    test = evaluate(trainer.eval_model, prep.data, prep.data.splits["test"], trainer.device)
     test.pop("probs")
     cpu = torch.device("cpu")
-    model = trainer.model.to(cpu).eval()
+    model = trainer.eval_model.to(cpu).eval()
     # Timings on this machine's CPU: what `gender predict` will see here.
     metrics = {
         **{k: v for k, v in test.items()}, "n_test": int(len(prep.data.splits["test"])),

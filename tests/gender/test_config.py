@@ -14,6 +14,8 @@ from gender.errors import ConfigError
     ("optimizer", "lbfgs", "optimizer in"),
     ("batch_size", 0, "1 <= batch_size"),
     ("augment", 1.5, "augment <= 1"),
+    ("ema", 1.0, "ema < 1"),
+    ("mixup", -0.1, "0 <= mixup"),
 ])
 def test_config_rejects_values_that_break_a_rule_and_names_the_rule(field, value, rule):
     with pytest.raises(ConfigError, match=rule.replace("(", r"\(")):

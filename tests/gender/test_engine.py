@@ -35,8 +35,9 @@ def test_every_epoch_reports_quality_and_timing_metrics(prep):
     assert all(np.isfinite(seen[0][k]) for k in keys)
 
 
-def test_resuming_from_a_checkpoint_continues_exactly(prep):
-    cfg = GOOD.replace(epochs=2, width=0.125)
+@pytest.mark.parametrize("ema, mixup", [(0.0, 0.0), (0.9, 0.2)])
+def test_resuming_from_a_checkpoint_continues_exactly(prep, ema, mixup):
+    cfg = GOOD.replace(epochs=2, width=0.125, ema=ema, mixup=mixup)
     straight = Trainer(cfg, prep.data, CPU)
     straight.fit()
     first = Trainer(cfg, prep.data, CPU)
@@ -46,9 +47,24 @@ def test_resuming_from_a_checkpoint_continues_exactly(prep):
     resumed.load_state_dict(state)
     assert resumed.epoch == 1
     resumed.fit()
-    for (k, a), b in zip(straight.model.state_dict().items(),
-                         resumed.model.state_dict().values(), strict=True):
+    for (k, a), b in zip(straight.eval_model.state_dict().items(),
+                         resumed.eval_model.state_dict().values(), strict=True):
         assert torch.allclose(a.float(), b.float(), atol=1e-5), k
+
+
+def test_ema_evaluates_and_exports_the_averaged_weights(prep, tmp_path):
+    from gender.export import load_model
+    from gender.pipeline import finish_run
+
+    t = Trainer(GOOD.replace(epochs=1, width=0.125, ema=0.9), prep.data, CPU)
+    t.fit()
+    raw, avg = t.model.state_dict(), t.eval_model.state_dict()
+    assert t.eval_model is not t.model
+    assert not torch.equal(raw["features.0.weight"], avg["features.0.weight"])
+    finish_run(t, prep, tmp_path, train_seconds=1.0)
+    model, cfg, _ = load_model(tmp_path / "model.pt")
+    assert cfg.ema == 0.9
+    assert torch.equal(model.state_dict()["features.0.weight"], avg["features.0.weight"])
 
 
 def test_a_nan_loss_raises_diverged(prep):
