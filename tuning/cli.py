@@ -23,7 +23,7 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
     tu.add_argument("--storage", default=None,
                     help="Ray storage for checkpoints: a shared folder, s3:// or gs://")
     tu.add_argument("--num-samples", type=pos_int, default=None, help="trials (default 20)")
-    tu.add_argument("--max-epochs", type=pos_int, default=None, help="epoch cap (default 10)")
+    tu.add_argument("--max-epochs", type=pos_int, default=None, help="epoch cap (default 20)")
     tu.add_argument("--grace-period", type=pos_int, default=None, help="ASHA (default 2)")
     tu.add_argument("--reduction-factor", type=pos_int, default=None, help="ASHA (default 3)")
     tu.add_argument("--objective", default="f1", choices=["f1", "f1,latency"])

@@ -26,7 +26,9 @@ class TuneSettings:
     results: str = "results"  # local folder for trials.csv, best/, report/
     storage: str | None = None  # Ray's storage (local path or s3://, gs://); default: results
     num_samples: int = 20
-    max_epochs: int = 10
+    # On 2,600 real faces from scratch, validation F1 still climbs until ~15-20 epochs;
+    # with grace 2 and factor 3 the rungs fall at 2, 6 and 18 epochs.
+    max_epochs: int = 20
     grace_period: int = 2
     reduction_factor: int = 3
     objective: str = "f1"
