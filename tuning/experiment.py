@@ -103,9 +103,11 @@ def _trial_dirname(trial) -> str:
 
 def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
                 callbacks: list | None = None) -> tune.Tuner:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
+
+    from tuning.scheduler import FlooredASHA
 
     trainable, res = _trainable(settings, data)
     multi = settings.objective == "f1,latency"
@@ -132,9 +134,9 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
     # Concurrency: what fits the cluster now, unless the user asks for more (an autoscaling
     # cluster grows to meet pending trials; TPE learns less from many concurrent proposals).
     slots = settings.max_concurrent or res.slots(ray.cluster_resources())
-    scheduler = ASHAScheduler(metric="val_f1", mode="max", time_attr="training_iteration",
-                              max_t=settings.max_epochs, grace_period=settings.grace_period,
-                              reduction_factor=settings.reduction_factor)
+    scheduler = FlooredASHA(metric="val_f1", mode="max", time_attr="training_iteration",
+                            max_t=settings.max_epochs, grace_period=settings.grace_period,
+                            reduction_factor=settings.reduction_factor)
     if settings.scheduler == "fifo":  # no early stopping: every trial runs to max_epochs
         scheduler = FIFOScheduler()
     return tune.Tuner(

@@ -1,0 +1,58 @@
+"""FlooredASHA: Ray's ASHA, plus a stop for trials below chance from the grace period on."""
+
+from types import SimpleNamespace
+
+from ray.tune.schedulers import TrialScheduler
+
+from tuning.scheduler import FlooredASHA
+
+
+def _scheduler():
+    return FlooredASHA(metric="val_f1", mode="max", time_attr="training_iteration",
+                       max_t=8, grace_period=2, reduction_factor=2)
+
+
+def _add(s, name):
+    trial = SimpleNamespace(trial_id=name)
+    s.on_trial_add(None, trial)
+    return trial
+
+
+def _report(s, trial, epoch, f1):
+    return s.on_trial_result(None, trial, {"training_iteration": epoch, "val_f1": f1})
+
+
+def test_a_trial_below_chance_at_the_grace_period_is_stopped():
+    s = _scheduler()
+    t = _add(s, "a")
+    assert _report(s, t, 1, 0.33) == TrialScheduler.CONTINUE  # before the grace period
+    assert _report(s, t, 2, 0.33) == TrialScheduler.STOP
+
+
+def test_plain_asha_would_have_promoted_that_first_trial():
+    from ray.tune.schedulers import ASHAScheduler
+
+    s = ASHAScheduler(metric="val_f1", mode="max", time_attr="training_iteration",
+                      max_t=8, grace_period=2, reduction_factor=2)
+    t = SimpleNamespace(trial_id="a")
+    s.on_trial_add(None, t)
+    assert s.on_trial_result(None, t, {"training_iteration": 2, "val_f1": 0.33}) == \
+        TrialScheduler.CONTINUE
+
+
+def test_a_floored_trial_does_not_lower_the_rung_cutoff():
+    s = _scheduler()
+    hopeless, good, weaker = _add(s, "h"), _add(s, "g"), _add(s, "w")
+    assert _report(s, hopeless, 2, 0.33) == TrialScheduler.STOP
+    s.on_trial_complete(None, hopeless, {"training_iteration": 2, "val_f1": 0.33})
+    assert _report(s, good, 2, 0.90) == TrialScheduler.CONTINUE
+    # Had 0.33 been recorded, the median of {0.33, 0.90} would let 0.70 through.
+    assert _report(s, weaker, 2, 0.70) == TrialScheduler.STOP
+
+
+def test_trials_above_chance_follow_ordinary_asha():
+    s = _scheduler()
+    first, second = _add(s, "1"), _add(s, "2")
+    assert _report(s, first, 2, 0.60) == TrialScheduler.CONTINUE
+    assert _report(s, second, 2, 0.55) == TrialScheduler.STOP  # below the rung's cut-off
+    assert _report(s, first, 8, 0.70) == TrialScheduler.STOP  # the epoch cap
