@@ -95,6 +95,8 @@ def _params(trial_dir) -> dict:
 def _methods(p: dict) -> dict[str, dict]:
     points = [dict(c) for c in NOTEBOOK_GRID[::p["grid_every"]]]
     n = len(points)
+    tpe = dict(num_samples=p["tpe_samples"], space=search_space(),
+               grace_period=p["grace_period"], reduction_factor=p["reduction_factor"])
     return {
         "grid": {"label": f"notebook grid ({n} configs, no early stop)",
                  "settings": dict(num_samples=n, scheduler="fifo", space=grid_space(),
@@ -103,17 +105,12 @@ def _methods(p: dict) -> dict[str, dict]:
                    "settings": dict(num_samples=n, sampler="random", scheduler="fifo",
                                     space=search_space())},
         "tpe-asha": {"label": f"Optuna TPE + ASHA ({p['tpe_samples']} trials)",
-                     "settings": dict(num_samples=p["tpe_samples"], space=search_space(),
-                                      grace_period=p["grace_period"],
-                                      reduction_factor=p["reduction_factor"])},
+                     "settings": tpe},
         # What `gender tune` runs by default: the same, with the package's default
         # configuration enqueued as the first trial (`default_point`).
         "tpe-asha-default": {
             "label": f"TPE + ASHA, default config first ({p['tpe_samples']} trials)",
-            "settings": dict(num_samples=p["tpe_samples"], space=search_space(),
-                             grace_period=p["grace_period"],
-                             reduction_factor=p["reduction_factor"],
-                             enqueue=[default_point(search_space())])},
+            "settings": {**tpe, "enqueue": [default_point(search_space())]}},
     }
 
 
