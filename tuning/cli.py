@@ -22,7 +22,8 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
     tu.add_argument("--results", default="results", help="output root (default: results)")
     tu.add_argument("--storage", default=None,
                     help="Ray storage for checkpoints: a shared folder, s3:// or gs://")
-    tu.add_argument("--num-samples", type=pos_int, default=None, help="trials (default 20)")
+    tu.add_argument("--num-samples", type=pos_int, default=None,
+                    help="trials (default 20; with --time-budget alone, until it runs out)")
     tu.add_argument("--max-epochs", type=pos_int, default=None, help="epoch cap (default 20)")
     tu.add_argument("--grace-period", type=pos_int, default=None, help="ASHA (default 2)")
     tu.add_argument("--reduction-factor", type=pos_int, default=None, help="ASHA (default 3)")
@@ -32,7 +33,8 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
                     help="whole or a fraction such as 0.25 (four trials per GPU)")
     tu.add_argument("--max-concurrent", type=pos_int, default=None,
                     help="trials at once (default: what fits the cluster at start)")
-    tu.add_argument("--time-budget", type=float_, default=None, help="seconds of tuning")
+    tu.add_argument("--time-budget", type=float_, default=None,
+                    help="seconds of tuning; without --num-samples, trials start until then")
     tu.add_argument("--space", default=None, help="YAML/JSON file narrowing the search space")
     tu.add_argument("--seed-grid", action="store_true",
                     help="start with the original notebook's 12 configurations")
@@ -73,6 +75,8 @@ def _settings(args):
     given = {k: getattr(args, k) for k in ("num_samples", "max_epochs", "grace_period",
                                            "reduction_factor", "time_budget")
              if getattr(args, k) is not None}
+    if "time_budget" in given and "num_samples" not in given:
+        given["num_samples"] = None  # the budget, not a count, ends the search
     space = load_space(args.space, base=QUICK_SPACE if args.quick else None)
     TrialResources(args.cpus_per_trial or 1.0, args.gpus_per_trial or 0.0)
     settings = TuneSettings(

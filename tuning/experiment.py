@@ -119,8 +119,9 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
     # concurrent trials from all being proposed at the same point.
     with warnings.catch_warnings():  # multivariate/group are "experimental" since 2020
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        expected = settings.num_samples or 20  # open-ended: plan as for the default run
         sampler = optuna.samplers.TPESampler(
-            seed=settings.seed, n_startup_trials=min(10, max(3, settings.num_samples // 4)),
+            seed=settings.seed, n_startup_trials=min(10, max(3, expected // 4)),
             multivariate=True, group=True, constant_liar=True)
     if settings.sampler == "random":  # a baseline for benchmarks, not a tuning mode
         sampler = optuna.samplers.RandomSampler(seed=settings.seed)
@@ -143,7 +144,7 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=slots), scheduler=scheduler,
-            num_samples=settings.num_samples, time_budget_s=settings.time_budget,
+            num_samples=settings.ray_num_samples, time_budget_s=settings.time_budget,
             trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
         run_config=_run_config(settings, verbose, callbacks),
     )

@@ -25,7 +25,8 @@ class TuneSettings:
     name: str
     results: str = "results"  # local folder for trials.csv, best/, report/
     storage: str | None = None  # Ray's storage (local path or s3://, gs://); default: results
-    num_samples: int = 20
+    # None: as many trials as the time budget allows (`--time-budget` alone).
+    num_samples: int | None = 20
     # On 2,600 real faces from scratch, validation F1 still climbs until ~15-20 epochs;
     # with grace 2 and factor 3 the rungs fall at 2, 6 and 18 epochs.
     max_epochs: int = 20
@@ -51,7 +52,10 @@ class TuneSettings:
             if not ok:
                 raise ConfigError(msg)
 
-        check(self.num_samples >= 1, f"--num-samples must be >= 1, got {self.num_samples}")
+        check(self.num_samples is not None or self.time_budget is not None,
+              "--num-samples may be left open only with --time-budget (trials until it ends)")
+        check(self.num_samples is None or self.num_samples >= 1,
+              f"--num-samples must be >= 1, got {self.num_samples}")
         check(self.max_epochs >= 1, f"--max-epochs must be >= 1, got {self.max_epochs}")
         check(1 <= self.grace_period <= self.max_epochs,
               f"--grace-period must be in [1, --max-epochs], got {self.grace_period}")
@@ -66,6 +70,10 @@ class TuneSettings:
               f"--time-budget must be > 0 seconds, got {self.time_budget}")
         check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
               f"--name must be a plain folder name, got {self.name!r}")
+
+    @property
+    def ray_num_samples(self) -> int:
+        return -1 if self.num_samples is None else self.num_samples  # Ray: -1 = no limit
 
     @property
     def exp_dir(self) -> Path:

@@ -56,3 +56,25 @@ def test_trials_above_chance_follow_ordinary_asha():
     assert _report(s, first, 2, 0.60) == TrialScheduler.CONTINUE
     assert _report(s, second, 2, 0.55) == TrialScheduler.STOP  # below the rung's cut-off
     assert _report(s, first, 8, 0.70) == TrialScheduler.STOP  # the epoch cap
+
+
+def test_rungs_rank_a_trial_by_its_best_epoch_so_far_not_a_dip_at_the_rung():
+    s = _scheduler()
+    steady, dipping = _add(s, "s"), _add(s, "d")
+    assert _report(s, steady, 2, 0.80) == TrialScheduler.CONTINUE
+    assert _report(s, steady, 4, 0.85) == TrialScheduler.CONTINUE
+    assert _report(s, dipping, 1, 0.70) == TrialScheduler.CONTINUE
+    assert _report(s, dipping, 2, 0.82) == TrialScheduler.CONTINUE
+    assert _report(s, dipping, 3, 0.88) == TrialScheduler.CONTINUE
+    # 0.84 at the 4-epoch rung is below the steady trial's 0.85, but 0.88 (epoch 3) is not.
+    assert _report(s, dipping, 4, 0.84) == TrialScheduler.CONTINUE
+
+
+def test_a_trial_whose_best_so_far_is_below_the_cutoff_is_still_stopped():
+    s = _scheduler()
+    steady, weaker = _add(s, "s"), _add(s, "w")
+    assert _report(s, steady, 2, 0.80) == TrialScheduler.CONTINUE
+    assert _report(s, steady, 4, 0.85) == TrialScheduler.CONTINUE
+    assert _report(s, weaker, 2, 0.81) == TrialScheduler.CONTINUE
+    assert _report(s, weaker, 3, 0.84) == TrialScheduler.CONTINUE
+    assert _report(s, weaker, 4, 0.83) == TrialScheduler.STOP

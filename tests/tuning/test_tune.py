@@ -111,3 +111,26 @@ def test_best_model_files_load_and_predict_well_above_chance(experiment, synth_d
     with torch.no_grad():  # the TorchScript file takes uint8 images, preprocessing inside
         ts = scripted(x[:8]).numpy()
     assert np.allclose(ts, p[:8], atol=1e-4)
+
+
+def test_a_time_budget_alone_starts_trials_until_it_runs_out(synth_data, tmp_path):
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        settings = TuneSettings(data=str(synth_data), name="budget", results=str(tmp_path),
+                                num_samples=None, time_budget=25, max_epochs=1,
+                                grace_period=1, space=load_space(None, base=QUICK_SPACE),
+                                retrain=False, seed=0)
+        summary = run_experiment(settings, verbose=0)
+    finally:
+        ray.shutdown()
+    saved = json.loads((settings.exp_dir / "experiment.json").read_text())
+    assert saved["num_samples"] is None and saved["time_budget"] == 25
+    # More trials than run at once (2): new ones kept starting until the budget ran out.
+    assert summary["trials"] >= 3, summary
+
+
+def test_an_open_number_of_trials_needs_a_time_budget(tmp_path):
+    from gender.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--time-budget"):
+        TuneSettings(data="x", name="n", results=str(tmp_path), num_samples=None)
