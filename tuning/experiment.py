@@ -16,7 +16,7 @@ from gender.errors import UserError
 from gender.pipeline import prepare
 from tuning.outputs import trials_table, write_trials
 from tuning.resources import default_resources
-from tuning.settings import TuneSettings
+from tuning.settings import DEFAULT_NUM_SAMPLES, TuneSettings
 from tuning.space import NOTEBOOK_GRID, define_by_run, widen_for
 from tuning.trainable import train_trial
 
@@ -119,7 +119,8 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
     # concurrent trials from all being proposed at the same point.
     with warnings.catch_warnings():  # multivariate/group are "experimental" since 2020
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        expected = settings.num_samples or 20  # open-ended: plan as for the default run
+        # Open-ended (a time budget alone): plan the random start-up as for a default run.
+        expected = settings.num_samples or DEFAULT_NUM_SAMPLES
         sampler = optuna.samplers.TPESampler(
             seed=settings.seed, n_startup_trials=min(10, max(3, expected // 4)),
             multivariate=True, group=True, constant_liar=True)

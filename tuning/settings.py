@@ -11,12 +11,14 @@ from pathlib import Path
 
 from gender.errors import ConfigError, UserError
 
-__all__ = ["TuneSettings", "OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SETTINGS_FILE"]
+__all__ = ["TuneSettings", "OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SETTINGS_FILE",
+           "DEFAULT_NUM_SAMPLES"]
 
 OBJECTIVES = ("f1", "f1,latency")
 SAMPLERS = ("tpe", "random")  # random: a baseline (benchmarks/efficiency.py)
 SCHEDULERS = ("asha", "fifo")  # fifo: no early stopping, every trial runs to max_epochs
 SETTINGS_FILE = "experiment.json"
+DEFAULT_NUM_SAMPLES = 20
 
 
 @dataclass
@@ -26,7 +28,7 @@ class TuneSettings:
     results: str = "results"  # local folder for trials.csv, best/, report/
     storage: str | None = None  # Ray's storage (local path or s3://, gs://); default: results
     # None: as many trials as the time budget allows (`--time-budget` alone).
-    num_samples: int | None = 20
+    num_samples: int | None = DEFAULT_NUM_SAMPLES
     # On 2,600 real faces from scratch, validation F1 still climbs until ~15-20 epochs;
     # with grace 2 and factor 3 the rungs fall at 2, 6 and 18 epochs.
     max_epochs: int = 20
