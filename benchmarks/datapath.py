@@ -18,8 +18,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, set_threads
 from gender.config import TrainConfig
-from gender.data.tensors import TensorData, decode_image
+from gender.data.tensors import TensorData
 from gender.engine import Trainer, train_one_epoch
+from gender.images import decode_image
 from gender.pipeline import prepare
 
 __all__ = ["run", "CONFIG"]
@@ -137,7 +138,7 @@ def run(opts: Options) -> dict:
     p = QUICK if opts.quick else FULL
     cfg = CONFIG
     threads = set_threads()
-    prep = prepare(data, cfg.image_size, seed=cfg.seed, balance=cfg.balance)
+    prep = prepare(data, cfg.image_size)
     paths = [str(prep.index.path(s)) for s in prep.index.samples]  # row i <-> images[i]
     trainer = Trainer(cfg, prep.data, torch.device("cpu"))
     clock = _StepClock(trainer.model, trainer.opt)

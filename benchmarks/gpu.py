@@ -2,21 +2,18 @@
 `gpus_per_trial`), bf16 autocast against fp32, channels_last against contiguous.
 
 Only with CUDA; otherwise the JSON says {"skipped": "no CUDA"}. The precision and memory
-format comparisons run the one training loop in-process with the engine's two CUDA
-defaults (bf16 autocast, channels_last) switched off in turn.
+format comparisons run the one training loop in-process with the Trainer's two CUDA
+defaults (`bf16`, `channels_last`) switched off in turn.
 """
 
 from __future__ import annotations
-
-import contextlib
-from unittest import mock
 
 import numpy as np
 import torch
 
 from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, trial_frames, tune_once
-from gender import engine
 from gender.config import TrainConfig
+from gender.engine import Trainer
 from gender.pipeline import prepare
 from tuning.settings import TuneSettings
 from tuning.space import SEARCHABLE, validate_space
@@ -62,19 +59,9 @@ def trials_per_gpu(cfg: TrainConfig, data, root, sharing: tuple[int, ...]) -> li
 
 
 def _variant(cfg: TrainConfig, prep, device, bf16: bool, channels_last: bool) -> dict:
-    patches = contextlib.ExitStack()
-    if not bf16:
-        patches.enter_context(mock.patch.object(
-            engine, "_autocast", lambda device: contextlib.nullcontext()))
-    if not channels_last:
-        to_input = engine._to_input
-        patches.enter_context(mock.patch.object(
-            engine, "_to_input", lambda *a, **kw: to_input(*a, **kw).contiguous()))
-    with patches:
-        trainer = engine.Trainer(cfg, prep.data, device, eval_split=None)
-        if not channels_last:
-            trainer.model = trainer.model.to(memory_format=torch.contiguous_format)
-        history = trainer.fit()
+    trainer = Trainer(cfg, prep.data, device, eval_split=None, bf16=bf16,
+                      channels_last=channels_last)
+    history = trainer.fit()
     return {"images_per_s": _mean_after_first(h["images_per_s"] for h in history)}
 
 
@@ -94,7 +81,7 @@ def run(opts: Options) -> dict:
                               "images_per_s_per_trial": "images/s a trial",
                               "images_per_s_per_gpu": "images/s per GPU",
                               "x_one_trial": "x 1 trial"}))
-    prep = prepare(data, cfg.image_size, seed=cfg.seed, balance=cfg.balance)
+    prep = prepare(data, cfg.image_size)
     device = torch.device("cuda", 0)
     variants = []
     for label, bf16, cl in (("bf16 + channels_last (default)", True, True),

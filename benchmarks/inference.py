@@ -15,8 +15,7 @@ import torch
 
 from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, set_threads
 from gender.config import TrainConfig
-from gender.engine import predict_probs
-from gender.export import export_torchscript, load_model, resolve_model_path
+from gender.export import load_model, resolve_model_path
 from gender.pipeline import train_command
 
 __all__ = ["run"]
@@ -86,13 +85,15 @@ def run(opts: Options) -> dict:
               f"{tiny.image_size} px, 1 epoch) on {data}", flush=True)
         train_command(tiny, data, work / "model", cpu, progress=False)
         model_path = work / "model" / "model.pt"
-    model, cfg, _ = load_model(model_path, cpu)
-    ts_path = export_torchscript(model, cfg.image_size, work / "model.ts")
+    loaded = load_model(model_path)
+    model, cfg = loaded.module, loaded.config
+    ts_path = work / "model.ts"
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # deprecated upstream, still shipped
+        warnings.simplefilter("ignore")  # TorchScript is deprecated upstream
+        torch.jit.trace(model, torch.zeros(1, 3, cfg.image_size, cfg.image_size,
+                                           dtype=torch.uint8)).save(str(ts_path))
         ts = torch.jit.load(str(ts_path)).eval()
-    backends = {"eager": lambda x: predict_probs(model, x, cpu),
-                "torchscript": lambda x: ts(x)}
+    backends = {"eager": lambda x: model(x), "torchscript": lambda x: ts(x)}
     onnx_fn, note = _onnx(ts_path, work / "model.onnx", cfg.image_size)
     if onnx_fn is not None:
         backends["onnxruntime"] = onnx_fn

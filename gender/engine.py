@@ -2,11 +2,12 @@
 
 `Trainer` owns model, optimiser, schedule and RNG state (all checkpointable);
 `train_one_epoch` and `evaluate` are the only places a batch is processed.
+
+Device options (bf16 autocast, channels_last) come from `gender.runtime.Runtime`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -16,14 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch.optim.swa_utils import AveragedModel
 
-from gender.augment import augment, normalize
 from gender.config import TrainConfig
+from gender.data.splits import pos_weight, undersample_indices
 from gender.data.tensors import TensorData
-from gender.errors import UserError
+from gender.errors import ConfigError, UserError
 from gender.metrics import binary_metrics, measure_latency
 from gender.models import build_model
+from gender.runtime import Runtime, as_runtime
 
-__all__ = ["Trainer", "Diverged", "resolve_device", "train_one_epoch", "evaluate", "predict_probs"]
+__all__ = ["Trainer", "Diverged", "Runtime", "resolve_device", "train_one_epoch", "evaluate",
+           "predict_probs"]
 
 
 class Diverged(RuntimeError):
@@ -42,22 +45,6 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise UserError(f"--device {spec}: not a device (use auto, cpu, cuda, cuda:N)") from None
 
 
-def _autocast(device: torch.device):
-    # bf16 needs no loss scaling; on CPU this is a no-op context and fp32 stays exact.
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _to_input(images_u8: torch.Tensor, device: torch.device, strength: float = 0.0,
-              gen: torch.Generator | None = None) -> torch.Tensor:
-    x = images_u8.to(device, non_blocking=True).float().div_(255.0)
-    x = normalize(augment(x, strength, gen))
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
     """Blend the batch with a shuffled copy of itself, labels alike (Zhang et al. 2018).
     The Beta draw is seeded from `gen`, so a resumed run makes the same draws."""
@@ -68,21 +55,22 @@ def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator)
 
 
 def train_one_epoch(model, opt, sched, data: TensorData, idx: np.ndarray, cfg: TrainConfig,
-                    device: torch.device, gen: torch.Generator, pos_weight: float,
+                    runtime: Runtime | torch.device, gen: torch.Generator, pos_weight: float,
                     on_step: Callable[[int], None] | None = None) -> dict:
+    rt = as_runtime(runtime)
     model.train()
     order = idx[torch.randperm(len(idx), generator=gen).numpy()]
-    pw = torch.tensor(pos_weight, device=device)
+    pw = torch.tensor(pos_weight, device=rt.device)
     total, seen, t0 = 0.0, 0, time.perf_counter()
     for start in range(0, len(order), cfg.batch_size):
         b = order[start:start + cfg.batch_size]
         if len(b) < 2 and cfg.batch_norm:
-            continue  # batch norm cannot train on a batch of one
-        x = _to_input(data.images[b], device, cfg.augment, gen)
-        y = data.labels[b].to(device)
+            continue  # batch norm cannot train on a batch of one (Trainer refuses such runs)
+        x = rt.to_input(data.images[b], cfg.augment, gen)
+        y = data.labels[b].to(rt.device)
         if cfg.mixup > 0:
             x, y = _mixup(x, y, cfg.mixup, gen)
-        with _autocast(device):
+        with rt.autocast():
             logits = model(x)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y, pos_weight=pw)
         if not torch.isfinite(loss):
@@ -101,22 +89,23 @@ def train_one_epoch(model, opt, sched, data: TensorData, idx: np.ndarray, cfg: T
 
 
 @torch.inference_mode()
-def predict_probs(model, images_u8: torch.Tensor, device: torch.device,
+def predict_probs(model, images_u8: torch.Tensor, runtime: Runtime | torch.device,
                   batch_size: int = 256) -> np.ndarray:
     """P(male) for every image of a uint8 batch tensor."""
+    rt = as_runtime(runtime)
     model.eval()
     out = []
     for start in range(0, len(images_u8), batch_size):
-        x = _to_input(images_u8[start:start + batch_size], device)
-        with _autocast(device):
+        x = rt.to_input(images_u8[start:start + batch_size])
+        with rt.autocast():
             out.append(torch.sigmoid(model(x).float()).cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
 
-def evaluate(model, data: TensorData, idx: np.ndarray, device: torch.device,
+def evaluate(model, data: TensorData, idx: np.ndarray, runtime: Runtime | torch.device,
              batch_size: int = 256) -> dict:
     y = data.labels[idx].numpy()
-    p = predict_probs(model, data.images[idx], device, batch_size)
+    p = predict_probs(model, data.images[idx], runtime, batch_size)
     eps = 1e-7
     loss = float(-np.mean(y * np.log(p + eps) + (1 - y) * np.log(1 - p + eps)))
     return {"loss": loss, **binary_metrics(y, p), "probs": p}
@@ -169,23 +158,36 @@ def _ema_update(decay: float):
 
 
 class Trainer:
-    """One run: `fit` trains `cfg.epochs` epochs on `train_split`, evaluating `eval_split`.
+    """One run: `fit` trains on `train_split` for `cfg.epochs` epochs (the length of the
+    learning-rate schedule) or until an earlier epoch, evaluating `eval_split` each epoch.
 
     `on_epoch(epoch, metrics)` is called after every epoch (the tuner reports and
-    checkpoints there); returning False stops the run.
+    checkpoints there); returning False stops the run. Class balance follows
+    `cfg.balance`: a weighted loss, or the majority class of the training rows
+    undersampled (seeded by `cfg.seed`), or neither.
     """
 
-    def __init__(self, cfg: TrainConfig, data: TensorData, device: torch.device,
-                 train_split: str | tuple[str, ...] = "train", eval_split: str | None = "val"):
-        self.cfg, self.data, self.device = cfg, data, device
+    def __init__(self, cfg: TrainConfig, data: TensorData, device: torch.device | str,
+                 train_split: str | tuple[str, ...] = "train", eval_split: str | None = "val",
+                 *, bf16: bool | None = None, channels_last: bool | None = None):
+        self.cfg, self.data = cfg, data
+        self.runtime = Runtime(device, bf16=bf16, channels_last=channels_last)
+        self.device = self.runtime.device
         names = (train_split,) if isinstance(train_split, str) else train_split
-        self.train_idx = np.sort(np.concatenate([data.splits[n] for n in names]))
+        idx = np.sort(np.concatenate([data.splits[n] for n in names]))
+        labels = data.labels.numpy()
+        if cfg.balance == "undersample":
+            idx = undersample_indices(idx, labels, cfg.seed)
+        if cfg.batch_norm and cfg.batch_size < 2:
+            raise ConfigError("batch_size 1 with batch norm: every batch would be skipped "
+                              "(batch norm needs at least 2 images a batch); use a larger "
+                              "--batch-size or --no-batch-norm")
+        self.train_idx = idx
         self.eval_split = eval_split
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.model = build_model(cfg).to(device)
-        if device.type == "cuda":
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self.runtime.prepare_model(build_model(cfg))
+        if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         # The averaged weights are the ones evaluated, checkpointed as "ema" and exported:
         # on small data they sit in a flatter spot than the last step's (buffers too, so
@@ -197,11 +199,9 @@ class Trainer:
         self.sched = make_schedule(self.opt, cfg, steps)
         self.epoch = 0
         self.history: list[dict] = []
-        labels = data.labels[self.train_idx]
-        pos = float(labels.sum())
         # Weighted loss: a male example counts n_female / n_male as much, so the rarer
-        # class is not ignored. Undersampling is done on the split itself, upstream.
-        self.pos_weight = (len(labels) - pos) / pos if cfg.balance == "weighted" and pos else 1.0
+        # class is not ignored.
+        self.pos_weight = (pos_weight(labels[idx]) if cfg.balance == "weighted" else 1.0)
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -239,22 +239,25 @@ class Trainer:
                 if on_step is not None:
                     on_step(n)
         m = train_one_epoch(self.model, self.opt, self.sched, self.data, self.train_idx,
-                            self.cfg, self.device, self.gen, self.pos_weight, step)
+                            self.cfg, self.runtime, self.gen, self.pos_weight, step)
         self.epoch += 1
         m["epoch"] = self.epoch
         if self.eval_split:
             ev = evaluate(self.eval_model, self.data, self.data.splits[self.eval_split],
-                          self.device)
+                          self.runtime)
             ev.pop("probs")
             m.update({("val_" + k): v for k, v in ev.items()})
-        m.update(measure_latency(self.eval_model, self.data.image_size, self.device, iters=10))
+        m.update(measure_latency(self.eval_model, self.data.image_size, self.runtime, iters=10))
         m["epoch_seconds"] = time.perf_counter() - t0
         self.history.append({k: v for k, v in m.items() if not isinstance(v, list)})
         return m
 
     def fit(self, on_epoch: Callable[[int, dict], bool | None] | None = None,
-            on_step: Callable[[int], None] | None = None) -> list[dict]:
-        while self.epoch < self.cfg.epochs:
+            on_step: Callable[[int], None] | None = None,
+            until: int | None = None) -> list[dict]:
+        """Train to epoch `until` (default: the schedule's end, `cfg.epochs`)."""
+        stop = self.cfg.epochs if until is None else min(until, self.cfg.epochs)
+        while self.epoch < stop:
             m = self.run_epoch(on_step)
             if on_epoch is not None and on_epoch(self.epoch, m) is False:
                 break

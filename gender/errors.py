@@ -16,4 +16,9 @@ class DataError(UserError):
 
 
 class ConfigError(UserError, ValueError):
-    """A hyperparameter or option breaks a rule."""
+    """A hyperparameter or option breaks a rule. `field` and `rule`: the offending
+    setting's name and what it must be, so the command line can name its flag instead."""
+
+    def __init__(self, message: str, field: str | None = None, rule: str | None = None):
+        super().__init__(message)
+        self.field, self.rule = field, rule

@@ -1,46 +1,125 @@
-"""Model files: `model.pt` (state dict + config + preprocessing) and TorchScript.
+"""Model files: `model.pt` holds one model or an ensemble, with everything needed to use it.
 
-`model.pt` holds only tensors and plain Python types, so it loads with
-`torch.load(weights_only=True)`: a crafted pickle is refused, never run.
+A `model.pt` is a dict of tensors and plain Python types, so it loads with
+`torch.load(weights_only=True)`: a crafted pickle is refused, never run. It holds:
+
+- `members`: one or more `{"config": TrainConfig dict, "state_dict": ...}`; all members
+  share one image size, so one decoded picture feeds them all;
+- `tta_flip`: whether each member also sees the horizontally flipped picture;
+- `temperature`: calibration, applied to the logit of the members' mean probability;
+- `preprocess`, `classes`, `metrics`.
+
+`Deployable` is that whole recipe as one module: uint8 N x 3 x S x S RGB in, P(male) out,
+normalisation included. `gender predict`, the web app and every exported graph run it.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
-import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from gender.augment import MEAN, STD
 from gender.config import TrainConfig
-from gender.data.tensors import PREPROCESS
-from gender.errors import UserError
+from gender.constants import CLASSES, MODEL_FILE
+from gender.errors import ConfigError, UserError
+from gender.images import PREPROCESS
+from gender.io import atomic_path
 from gender.models import VGG, build_model
 
-__all__ = ["save_model", "load_model", "export_torchscript", "resolve_model_path", "FORMAT"]
+__all__ = ["Deployable", "LoadedModel", "save_model", "load_model", "resolve_model_path",
+           "FORMAT"]
 
-FORMAT = "gender-tune/model/1"
-CLASSES = ["female", "male"]
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a crash mid-write never leaves a truncated model behind
+FORMAT = "gender-tune/model/2"
+_FORMAT_1 = "gender-tune/model/1"  # one model: "config" + "state_dict" at the top level
 
 
-def save_model(path: str | Path, model: VGG, cfg: TrainConfig, metrics: dict | None = None) -> Path:
+class Deployable(nn.Module):
+    """uint8 N x 3 x S x S (RGB, centre square, resized) -> P(male), N floats.
+
+    Each member's probability (and, with `tta_flip`, that of the mirrored picture) is
+    averaged; a `temperature` other than 1 then rescales the logit of that mean.
+    """
+
+    def __init__(self, members: list[VGG], tta_flip: bool = False, temperature: float = 1.0,
+                 channels_last: bool = False):
+        super().__init__()
+        if not members:
+            raise ValueError("a Deployable needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.tta_flip = bool(tta_flip)
+        self.temperature = float(temperature)
+        self.channels_last = channels_last
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images.float() / 255.0 - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        views = [x, torch.flip(x, dims=[3])] if self.tta_flip else [x]
+        probs = [torch.sigmoid(m(v).float()) for m in self.members for v in views]
+        p = probs[0] if len(probs) == 1 else torch.stack(probs).mean(dim=0)
+        if self.temperature != 1.0:
+            # logit(p) / T, written with logs so every exporter knows the operations.
+            q = p.clamp(1e-7, 1 - 1e-7)
+            p = torch.sigmoid((torch.log(q) - torch.log1p(-q)) / self.temperature)
+        return p
+
+
+@dataclass
+class LoadedModel:
+    """What a `model.pt` holds, rebuilt: the module (eval mode, CPU) and its facts."""
+
+    path: Path
+    module: Deployable
+    configs: list[TrainConfig]
+    metrics: dict = field(default_factory=dict)
+    preprocess: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> TrainConfig:
+        """The first member's configuration (the best trial's, for an ensemble)."""
+        return self.configs[0]
+
+    @property
+    def image_size(self) -> int:
+        return self.configs[0].image_size
+
+    @property
+    def members(self) -> list[VGG]:
+        return list(self.module.members)
+
+
+def _cpu_state(model: nn.Module) -> dict:
+    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+
+
+def save_model(path: str | Path, models: VGG | list[VGG], configs: TrainConfig | list[TrainConfig],
+               metrics: dict | None = None, *, tta_flip: bool = False,
+               temperature: float = 1.0) -> Path:
+    """Write `model.pt` atomically (a crash never leaves a truncated model behind)."""
+    models = models if isinstance(models, list) else [models]
+    configs = configs if isinstance(configs, list) else [configs]
+    if len(models) != len(configs) or not models:
+        raise ValueError("save_model: one configuration per member, at least one member")
+    if len({c.image_size for c in configs}) != 1:
+        raise ConfigError("an ensemble's members must share one image size")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_save({
-        "format": FORMAT, "config": cfg.to_dict(), "state_dict": state,
-        "preprocess": {**PREPROCESS, "image_size": cfg.image_size,
+    blob = {
+        "format": FORMAT,
+        "members": [{"config": c.to_dict(), "state_dict": _cpu_state(m)}
+                    for m, c in zip(models, configs, strict=True)],
+        "tta_flip": bool(tta_flip), "temperature": float(temperature),
+        "preprocess": {**PREPROCESS, "image_size": configs[0].image_size,
                        "mean": list(MEAN), "std": list(STD)},
-        "classes": CLASSES, "metrics": metrics or {},
-    }, path)
+        "classes": list(CLASSES), "metrics": metrics or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 
@@ -48,57 +127,68 @@ def resolve_model_path(path: str | Path) -> Path:
     """MODEL may be `model.pt` or a folder holding one (e.g. results/<name>/best)."""
     p = Path(path)
     if p.is_dir():
-        p = p / "model.pt"
+        p = p / MODEL_FILE
     if not p.is_file():
-        raise UserError(f"{path}: no model.pt there")
+        raise UserError(f"{path}: no {MODEL_FILE} there")
     return p
 
 
-def load_model(path: str | Path,
-               device: str | torch.device = "cpu") -> tuple[VGG, TrainConfig, dict]:
-    """-> (model in eval mode, its config, the whole file's dict)."""
-    p = resolve_model_path(path)
+def _read_blob(p: Path) -> dict:
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else "unsafe content"
         raise UserError(f"{p}: refused to load: not a plain weights file "
-                        f"(weights_only=True rejected it: {first})") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise UserError(f"{p}: not a readable model file ({e})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+                        f"(weights_only=True rejected it: {first[:200]})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{p}: not a readable model file ({first[:200]})") from None
+    if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, _FORMAT_1):
         raise UserError(f"{p}: not a gender-tune model file (format {FORMAT} expected)")
-    cfg = TrainConfig.from_dict({**blob["config"], "pretrained": None})
+    if blob["format"] == _FORMAT_1:
+        blob = {**blob, "members": [{"config": blob.get("config"),
+                                     "state_dict": blob.get("state_dict")}]}
+    return blob
+
+
+def _member(p: Path, i: int, member) -> tuple[VGG, TrainConfig]:
+    where = f"{p}: member {i}" if i else str(p)
+    if not isinstance(member, dict) or not isinstance(member.get("config"), dict) \
+            or not isinstance(member.get("state_dict"), dict):
+        raise UserError(f"{where}: expected a config and a state_dict")
+    try:
+        cfg = TrainConfig.from_dict({**member["config"], "pretrained": None})
+    except (ConfigError, TypeError) as e:
+        raise UserError(f"{where}: its saved configuration is invalid ({e})") from None
     model = build_model(cfg)
-    model.load_state_dict(blob["state_dict"])
-    return model.to(device).eval(), cfg, blob
+    try:
+        model.load_state_dict(member["state_dict"])
+    except (RuntimeError, TypeError, AttributeError) as e:
+        # torch lists every missing key and mismatched shape on lines of their own.
+        lines = [ln.strip() for ln in str(e).strip().splitlines()[1:] if ln.strip()]
+        detail = "; ".join(lines) or str(e)
+        raise UserError(f"{where}: the weights do not fit its configuration "
+                        f"({cfg.model_name}, width {cfg.width}, head {cfg.head}): "
+                        f"{detail[:200]}") from None
+    return model.eval(), cfg
 
 
-class _Deployable(torch.nn.Module):
-    """uint8 N x 3 x S x S (RGB, centre-cropped, resized) -> P(male): preprocessing inside,
-    so the TorchScript file needs nothing else."""
-
-    def __init__(self, model: VGG):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = (x.float() / 255.0 - self.mean) / self.std
-        return torch.sigmoid(self.model(x))
-
-
-def export_torchscript(model: VGG, image_size: int, path: str | Path) -> Path:
-    """Trace on CPU in eval mode: the file runs without this package installed."""
-    path = Path(path)
-    wrapped = _Deployable(model.to("cpu").eval()).eval()
-    example = torch.zeros(1, 3, image_size, image_size, dtype=torch.uint8)
-    with torch.no_grad(), warnings.catch_warnings():
-        # TorchScript is deprecated upstream but still the portable, Python-free format.
-        warnings.simplefilter("ignore", FutureWarning)
-        traced = torch.jit.trace(wrapped, example)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    traced.save(str(tmp))
-    os.replace(tmp, path)
-    return path
+def load_model(path: str | Path) -> LoadedModel:
+    """Rebuild the model a `model.pt` (or a folder holding one) describes, on the CPU."""
+    p = resolve_model_path(path)
+    blob = _read_blob(p)
+    members = blob["members"]
+    if not isinstance(members, list) or not members:
+        raise UserError(f"{p}: holds no model (empty members)")
+    built = [_member(p, i, m) for i, m in enumerate(members)]
+    configs = [c for _, c in built]
+    if len({c.image_size for c in configs}) != 1:
+        raise UserError(f"{p}: members disagree on the image size")
+    temperature = blob.get("temperature", 1.0)
+    if not isinstance(temperature, (int, float)) or not temperature > 0:
+        raise UserError(f"{p}: temperature must be a positive number, got {temperature!r}")
+    module = Deployable([m for m, _ in built], tta_flip=bool(blob.get("tta_flip", False)),
+                        temperature=float(temperature)).eval()
+    metrics = blob.get("metrics") if isinstance(blob.get("metrics"), dict) else {}
+    preprocess = blob.get("preprocess") if isinstance(blob.get("preprocess"), dict) else {}
+    return LoadedModel(p, module, configs, metrics, preprocess)

@@ -17,6 +17,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from gender.runtime import as_runtime
+
 __all__ = ["binary_metrics", "measure_latency", "measure_throughput"]
 
 
@@ -40,31 +42,33 @@ def binary_metrics(y_true, prob_male, threshold: float = 0.5) -> dict:
 
 
 @torch.inference_mode()
-def _time_batches(model, image_size: int, device, batch: int, iters: int) -> list[float]:
+def _time_batches(model, image_size: int, runtime, batch: int, iters: int) -> list[float]:
+    rt = as_runtime(runtime)
     model.eval()
-    x = torch.rand(batch, 3, image_size, image_size, device=device)
-    if device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = rt.to_input(torch.randint(0, 256, (batch, 3, image_size, image_size), dtype=torch.uint8))
+    cuda = rt.device.type == "cuda"
     times = []
     for i in range(iters + 2):  # two warm-up passes (allocator, cudnn autotune)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        if cuda:
+            torch.cuda.synchronize(rt.device)
         t0 = time.perf_counter()
-        model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # kernels are async: time their end
+        with rt.autocast():
+            model(x)
+        if cuda:
+            torch.cuda.synchronize(rt.device)  # kernels are async: time their end
         if i >= 2:
             times.append(time.perf_counter() - t0)
     return times
 
 
-def measure_latency(model, image_size: int, device, iters: int = 20) -> dict:
+def measure_latency(model, image_size: int, runtime, iters: int = 20) -> dict:
     """Per-image latency at batch 1, in milliseconds (p50, p95)."""
-    t = np.array(_time_batches(model, image_size, device, 1, iters)) * 1e3
+    t = np.array(_time_batches(model, image_size, runtime, 1, iters)) * 1e3
     return {"latency_ms_p50": float(np.percentile(t, 50)),
             "latency_ms_p95": float(np.percentile(t, 95))}
 
 
-def measure_throughput(model, image_size: int, device, batch: int = 64, iters: int = 5) -> float:
+def measure_throughput(model, image_size: int, runtime, batch: int = 64,
+                       iters: int = 5) -> float:
     """Images per second at a given batch size (median over iterations)."""
-    return float(batch / np.median(_time_batches(model, image_size, device, batch, iters)))
+    return float(batch / np.median(_time_batches(model, image_size, runtime, batch, iters)))

@@ -3,12 +3,12 @@ retrain share (load + split + decode once; test once + write the outputs)."""
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
 import time
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +16,28 @@ import pandas as pd
 import torch
 
 from gender.config import TrainConfig
+from gender.constants import (
+    CONFIG_FILE,
+    DEFAULT_DATA,
+    DEFAULT_SYNTH,
+    ENVIRONMENT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    SPLITS,
+    SPLITS_FILE,
+)
 from gender.data.layouts import DatasetIndex, read_dataset
-from gender.data.splits import make_splits, read_splits, undersample, write_splits
+from gender.data.splits import make_splits, read_splits, write_splits
 from gender.data.tensors import TensorData, load_arrays
 from gender.engine import Trainer, evaluate
-from gender.errors import UserError
-from gender.export import export_torchscript, save_model
+from gender.export import save_model
+from gender.io import atomic_path, check_writable_dir, write_json
 from gender.metrics import measure_latency, measure_throughput
 
 __all__ = ["Prepared", "prepare", "default_data_dir", "resolve_data", "finish_run",
-           "write_json", "environment"]
-
-DEFAULT_DATA = Path("data/synthetic")
-# 6,000 faces: with 3,000 even a good configuration overfits at ~0.90 F1, which leaves
-# nothing for tuning to show; a bad learning rate still sits at chance.
-DEFAULT_SYNTH = {"n": 6000, "seed": 0, "size": 64}
+           "environment", "train_command", "write_predictions"]
 
 
 def default_data_dir() -> Path:
@@ -58,80 +65,89 @@ class Prepared:
     data: TensorData
 
 
-def prepare(data_dir: str | Path, image_size: int, seed: int = 0, balance: str = "weighted",
+def prepare(data_dir: str | Path, image_size: int, split_seed: int = 0,
             splits_csv: str | Path | None = None) -> Prepared:
-    """Read, split (or reuse a saved split) and decode a dataset once."""
+    """Read, split (or reuse a saved split) and decode a dataset once.
+
+    The split depends on the dataset and `split_seed` only, never on a training seed, so
+    runs with different seeds are tested on the same faces.
+    """
     index = read_dataset(data_dir)
-    df = read_splits(splits_csv, index) if splits_csv else make_splits(index, seed=seed)
-    if balance == "undersample" and not splits_csv:
-        df = undersample(df, seed=seed)
+    df = read_splits(splits_csv, index) if splits_csv else make_splits(index, seed=split_seed)
     arrays = load_arrays(index, image_size)
     pos = {s.name: i for i, s in enumerate(index.samples)}
     rows = np.array([pos[n] for n in df["image"]], dtype=np.int64)
-    splits = {name: rows[(df["split"] == name).to_numpy()] for name in ("train", "val", "test")}
+    splits = {name: rows[(df["split"] == name).to_numpy()] for name in SPLITS}
     labels = np.array([s.label for s in index.samples], dtype=np.float32)
     return Prepared(index, df, TensorData.from_arrays(arrays, labels, splits))
 
 
-def write_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
-    os.replace(tmp, path)
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def environment() -> dict:
-    import ray
-    import torchvision
-
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "ray": ray.__version__,
+    """What produced a result: versions (read from package metadata, nothing imported),
+    the machine and the command line."""
+    return {"python": platform.python_version(),
+            **{p: _version(p) for p in ("gender-tune", "torch", "torchvision", "ray",
+                                        "optuna", "onnxruntime")},
             "platform": platform.platform(), "cpus": os.cpu_count(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "command": " ".join(sys.argv)}
 
 
+def write_predictions(prep: Prepared, split: str, probs: np.ndarray, path: Path) -> Path:
+    """image, label, prob_male per image of `split`: computed once, read by the report."""
+    idx = prep.data.splits[split]
+    names = [prep.index.samples[i].name for i in idx]
+    df = pd.DataFrame({"image": names, "label": prep.data.labels[idx].numpy().astype(int),
+                       "prob_male": np.round(probs.astype(np.float64), 7)})
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
 def finish_run(trainer: Trainer, prep: Prepared, out: Path, train_seconds: float,
-               extra: dict | None = None, torchscript: bool = False) -> dict:
+               extra: dict | None = None) -> dict:
     """Test once on the held-out split, time inference, write every output file."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = trainer.cfg
-    test = evaluate(trainer.eval_model, prep.data, prep.data.splits["test"], trainer.device)
-    test.pop("probs")
+    test = evaluate(trainer.eval_model, prep.data, prep.data.splits["test"], trainer.runtime)
+    probs = test.pop("probs")
     cpu = torch.device("cpu")
     model = trainer.eval_model.to(cpu).eval()
     # Timings on this machine's CPU: what `gender predict` will see here.
     metrics = {
-        **{k: v for k, v in test.items()}, "n_test": int(len(prep.data.splits["test"])),
+        **test, "n_test": int(len(prep.data.splits["test"])),
         **measure_latency(model, cfg.image_size, cpu, iters=30),
         "images_per_s_batch64": measure_throughput(model, cfg.image_size, cpu, 64),
         "train_seconds": train_seconds, "epochs": trainer.epoch,
         "data": str(prep.index.root), "data_fingerprint": prep.index.fingerprint(),
+        "test_predictions": PREDICTIONS_FILE,
         **(extra or {}),
     }
-    save_model(out / "model.pt", model, cfg, metrics)
-    if torchscript:
-        export_torchscript(model, cfg.image_size, out / "model.ts")
-    write_json(cfg.to_dict(), out / "config.json")
-    write_json(metrics, out / "metrics.json")
-    write_json(environment(), out / "environment.json")
-    pd.DataFrame(trainer.history).to_csv(out / "history.csv", index=False)
-    write_splits(prep.splits, out / "splits.csv")
+    write_predictions(prep, "test", probs, out / PREDICTIONS_FILE)
+    save_model(out / MODEL_FILE, model, cfg, metrics)
+    write_json(cfg.to_dict(), out / CONFIG_FILE)
+    write_json(metrics, out / METRICS_FILE)
+    write_json(environment(), out / ENVIRONMENT_FILE)
+    with atomic_path(out / HISTORY_FILE) as tmp:
+        pd.DataFrame(trainer.history).to_csv(tmp, index=False)
+    write_splits(prep.splits, out / SPLITS_FILE)
     return metrics
 
 
-def check_out_dir(out: Path, flag: str = "--out") -> Path:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{flag} {out}: exists and is not a directory")
-    return out
-
-
 def train_command(cfg: TrainConfig, data_dir: Path, out: Path, device: torch.device,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, split_seed: int = 0) -> dict:
     """`gender train`: one run without Ray."""
     from tqdm import tqdm
 
-    check_out_dir(out)
-    prep = prepare(data_dir, cfg.image_size, cfg.seed, cfg.balance)
+    check_writable_dir(out, "--out")
+    prep = prepare(data_dir, cfg.image_size, split_seed=split_seed)
     trainer = Trainer(cfg, prep.data, device)
     n = len(trainer.train_idx)
     bar = None
@@ -153,4 +169,5 @@ def train_command(cfg: TrainConfig, data_dir: Path, out: Path, device: torch.dev
 
     t0 = time.perf_counter()
     trainer.fit(on_epoch, on_step)
-    return finish_run(trainer, prep, out, time.perf_counter() - t0)
+    return finish_run(trainer, prep, out, time.perf_counter() - t0,
+                      extra={"split_seed": split_seed})

@@ -1,54 +1,95 @@
-"""Label images with a saved model: the same decode and preprocessing as training."""
+"""Label pictures with a saved model: one `Predictor` for `gender predict` and the web app.
+
+The same decoding as training (`gender.images`) and the same module (`Deployable`, the
+model file's whole recipe), so a file gets the same P(male) from the command line and
+from the API.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import UnidentifiedImageError
 
-from gender.data.tensors import decode_image
-from gender.engine import predict_probs, resolve_device
+from gender.constants import CLASSES, IMAGE_EXTENSIONS
+from gender.engine import resolve_device
 from gender.errors import UserError
-from gender.export import load_model
+from gender.export import LoadedModel, load_model, resolve_model_path
+from gender.images import ImageError, decode_image
+from gender.runtime import Runtime
 
-__all__ = ["iter_images", "predict"]
-
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+__all__ = ["Predictor", "iter_images", "predict", "label_of"]
 
 
-def iter_images(paths: list[str]) -> Iterator[Path]:
-    """Files as given; folders walked (sorted) for image files."""
+def label_of(prob_male: float) -> dict:
+    """The one place a probability becomes an answer (rounded as every output shows it)."""
+    return {"label": CLASSES[int(prob_male >= 0.5)], "prob_male": round(float(prob_male), 6)}
+
+
+def iter_images(paths: Iterable[str | Path]) -> Iterator[Path]:
+    """Files as given; folders walked (sorted) for image files. A missing path is an
+    error before any work is done (the caller lists them first)."""
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            yield from sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
+            yield from sorted(f for f in p.rglob("*")
+                              if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.exists():
             yield p
         else:
             raise UserError(f"{raw}: no such file or directory")
 
 
-def predict(model_path: str, paths: list[str], device: str = "auto",
+class Predictor:
+    """A loaded model on one device: uint8 pictures in, P(male) out."""
+
+    def __init__(self, model: str | Path | LoadedModel, device: str = "cpu"):
+        self.model = model if isinstance(model, LoadedModel) else load_model(model)
+        self.runtime = Runtime(resolve_device(device))
+        self.module = self.runtime.prepare_model(self.model.module).eval()
+        self.module.channels_last = self.runtime.channels_last
+
+    @property
+    def image_size(self) -> int:
+        return self.model.image_size
+
+    def decode(self, source) -> np.ndarray:
+        """A file or bytes -> uint8 3 x S x S (raises ImageError)."""
+        return decode_image(source, self.image_size)
+
+    @torch.inference_mode()
+    def predict_arrays(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """uint8 N x 3 x S x S -> P(male) as N float64."""
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+            with self.runtime.autocast():
+                out.append(self.module(x.to(self.runtime.device)).float().cpu())
+        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+    def predict_files(self, files: list[Path], batch_size: int = 64) -> Iterator[dict]:
+        """{"path", "label", "prob_male"} or {"path", "error"} per file, in order."""
+        for start in range(0, len(files), batch_size):
+            chunk, arrays, rows = files[start:start + batch_size], [], []
+            for f in chunk:
+                try:
+                    arrays.append(self.decode(f))
+                    rows.append({"path": str(f)})
+                except ImageError as e:
+                    rows.append({"path": str(f), "error": f"cannot read image: {e}"})
+            probs = iter(self.predict_arrays(np.stack(arrays)) if arrays else [])
+            for row in rows:
+                if "error" not in row:
+                    row.update(label_of(next(probs)))
+                yield row
+
+
+def predict(model_path: str, paths: list[str], device: str = "cpu",
             batch_size: int = 64) -> Iterator[dict]:
     """Yield {"path", "label", "prob_male"} or {"path", "error"} per image, in order."""
-    dev = resolve_device(device)
-    model, cfg, _ = load_model(model_path, dev)
-    files = list(iter_images(paths))  # validates every PATH before any work
-    for start in range(0, len(files), batch_size):
-        chunk, arrays, rows = files[start:start + batch_size], [], []
-        for f in chunk:
-            try:
-                arrays.append(decode_image(f, cfg.image_size))
-                rows.append({"path": str(f)})
-            except (OSError, UnidentifiedImageError, ValueError) as e:
-                rows.append({"path": str(f), "error": f"cannot read image: {e}"})
-        probs = iter(predict_probs(model, torch.from_numpy(np.stack(arrays)), dev)
-                     if arrays else [])
-        for row in rows:
-            if "error" not in row:
-                p = float(next(probs))
-                row.update(label="male" if p >= 0.5 else "female", prob_male=round(p, 6))
-            yield row
+    resolve_model_path(model_path)  # MODEL first, then every PATH, before any work
+    files = list(iter_images(paths))
+    predictor = Predictor(model_path, device)
+    yield from predictor.predict_files(files, batch_size)

@@ -30,7 +30,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 
 from gender.errors import UserError
+from gender.io import atomic_path
 from tuning.settings import SETTINGS_FILE
 from tuning.space import SEARCHABLE
 
@@ -171,14 +171,13 @@ def _write_events(path: Path, summaries: list) -> None:
     from tensorboardX.proto.event_pb2 import Event
     from tensorboardX.record_writer import RecordWriter
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    w = RecordWriter(str(tmp))
-    now = time.time()
-    w.write(Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
-    for s in summaries:
-        w.write(Event(wall_time=now, step=0, summary=s).SerializeToString())
-    w.close()
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        w = RecordWriter(str(tmp))
+        now = time.time()
+        w.write(Event(wall_time=now, file_version="brain.Event:2").SerializeToString())
+        for s in summaries:
+            w.write(Event(wall_time=now, step=0, summary=s).SerializeToString())
+        w.close()
 
 
 def write_hparams(exp_dir: str | Path) -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from gender.constants import JOURNAL_FILE, SPLITS_FILE, TRIALS_FILE
 from gender.data.splits import write_splits
 from gender.data.tensors import load_arrays
 from gender.errors import UserError
@@ -21,9 +22,7 @@ from tuning.space import NOTEBOOK_GRID, define_by_run, widen_for
 from tuning.trainable import train_trial
 
 __all__ = ["start_ray", "put_data", "build_tuner", "run_experiment", "resume_experiment",
-           "finish_experiment", "JOURNAL"]
-
-JOURNAL = "optuna.journal"
+           "finish_experiment"]
 
 
 def start_ray(address: str | None, quiet: bool = False) -> None:
@@ -42,7 +41,9 @@ def start_ray(address: str | None, quiet: bool = False) -> None:
         ray.init(address=address, log_to_driver=not quiet)
     else:
         dashboard = os.environ.get("GENDER_RAY_DASHBOARD") == "1"
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=dashboard,
+        # address="local": always a new Ray of our own, never one already on this machine
+        # (Ray would otherwise join whatever its "current cluster" file names).
+        ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=dashboard,
                  dashboard_host="127.0.0.1", log_to_driver=not quiet,
                  configure_logging=not quiet)
 
@@ -51,8 +52,8 @@ def put_data(settings: TuneSettings, sizes: list[int], fresh_splits: bool) -> di
     """Decode once on the driver (cached on disk), then one object-store copy per image
     size that every trial on every node reads zero-copy. Writes/reads `splits.csv`."""
     exp = settings.exp_dir
-    splits_csv = exp / "splits.csv"
-    prep = prepare(settings.data, sizes[0], seed=settings.seed,
+    splits_csv = exp / SPLITS_FILE
+    prep = prepare(settings.data, sizes[0], split_seed=settings.split_seed,
                    splits_csv=None if fresh_splits else splits_csv)
     if fresh_splits:
         write_splits(prep.splits, splits_csv)
@@ -69,7 +70,7 @@ def _storage(settings: TuneSettings):
     from optuna.storages.journal import JournalFileBackend
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return JournalStorage(JournalFileBackend(str(settings.exp_dir / JOURNAL)))
+    return JournalStorage(JournalFileBackend(str(settings.exp_dir / JOURNAL_FILE)))
 
 
 def _trainable(settings: TuneSettings, data: dict):
@@ -155,7 +156,7 @@ def finish_experiment(settings: TuneSettings, results, quiet: bool = False) -> d
     """trials.csv, then the retrain of the best into best/, then the summary."""
     exp = settings.exp_dir
     table = trials_table(results, settings.max_epochs)
-    write_trials(table, exp / "trials.csv")
+    write_trials(table, exp / TRIALS_FILE)
     summary = {"trials": len(table), "statuses": table["status"].value_counts().to_dict()}
     if settings.retrain:
         from tuning.retrain import retrain_best
@@ -170,7 +171,7 @@ def finish_experiment(settings: TuneSettings, results, quiet: bool = False) -> d
 def run_experiment(settings: TuneSettings, verbose: int = 1,
                    callbacks: list | None = None) -> dict:
     exp = settings.exp_dir
-    if (exp / "tuner.pkl").exists() or (exp / "trials.csv").exists():
+    if (exp / "tuner.pkl").exists() or (exp / TRIALS_FILE).exists():
         raise UserError(f"--name {settings.name}: {exp} already holds an experiment "
                         f"(use --resume {exp} or another --name)")
     settings.save()

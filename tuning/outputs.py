@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
 
+from gender.io import atomic_path
 from tuning.space import SEARCHABLE
 
 __all__ = ["trials_table", "write_trials", "pick_best", "STATUSES"]
@@ -55,9 +55,8 @@ def trials_table(results, max_epochs: int) -> pd.DataFrame:
 
 
 def write_trials(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.drop(columns=["path"], errors="ignore").to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        table.drop(columns=["path"], errors="ignore").to_csv(tmp, index=False)
 
 
 def pick_best(table: pd.DataFrame) -> pd.Series | None:

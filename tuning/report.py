@@ -8,7 +8,6 @@ Only files inside `report/` are ever written or removed.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from html import escape
@@ -17,7 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gender.constants import BEST_DIR, PREDICTIONS_FILE, REPORT_DIR
+from gender.constants import JOURNAL_FILE as JOURNAL
 from gender.errors import UserError
+from gender.io import write_text
 from tuning import report_plots as plots
 from tuning.pareto import pareto_front
 from tuning.settings import SETTINGS_FILE
@@ -25,8 +27,6 @@ from tuning.space import SEARCHABLE
 
 __all__ = ["write_report", "param_importances", "REPORT_DIR"]
 
-REPORT_DIR = "report"
-JOURNAL = "optuna.journal"  # as tuning.experiment.JOURNAL, without importing Ray
 _PNGS = ("curves.png", "parallel.png", "importance.png", "pareto.png", "confusion.png",
          "roc.png")
 _SCORES = ("best_val_f1", "best_val_accuracy", "best_latency_ms_p50", "best_epoch", "epochs",
@@ -70,11 +70,7 @@ def write_report(exp_dir: str | Path) -> Path:
                 _best(ctx), _provenance(ctx)]
     for stale in set(_PNGS) - ctx.written:  # e.g. roc.png after the data folder went away
         (out / stale).unlink(missing_ok=True)
-    path = out / "index.html"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(_page(ctx, sections), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text(out / "index.html", _page(ctx, sections))
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -268,34 +264,23 @@ def _pareto(ctx: _Exp):
 
 
 def _roc(ctx: _Exp):
-    """-> ((fpr, tpr, auc) or None, note): best/model.pt's P(male) on the test split."""
-    import torch
+    """-> ((fpr, tpr, auc) or None, note): from the test probabilities the retrain saved
+    beside its metrics (the model is never run again to draw a plot)."""
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    from gender.engine import predict_probs
-    from gender.export import load_model
-    from gender.pipeline import prepare
-
-    data = ctx.settings.get("data", "")
-    if not data or not Path(data).is_dir():
-        return None, f"ROC skipped: the data folder {data} is gone."
+    path = ctx.dir / BEST_DIR / PREDICTIONS_FILE
+    if not path.is_file():
+        return None, f"ROC skipped: no {BEST_DIR}/{PREDICTIONS_FILE}."
     try:
-        model, cfg, _ = load_model(ctx.dir / "best" / "model.pt")
-        prep = prepare(data, cfg.image_size, splits_csv=ctx.dir / "best" / "splits.csv")
-    except UserError as e:
-        return None, f"ROC skipped: {e}"
-    idx = prep.data.splits["test"]
-    y = prep.data.labels[idx].numpy()
+        df = pd.read_csv(path)
+        y, p = df["label"].to_numpy(dtype=int), df["prob_male"].to_numpy(dtype=float)
+    except (ValueError, KeyError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        return None, f"ROC skipped: {path} is not a predictions table ({type(e).__name__})."
     if len(np.unique(y)) < 2:
         return None, "ROC skipped: the test split holds one class only."
-    p = predict_probs(model, prep.data.images[idx], torch.device("cpu"))
     fpr, tpr, _ = roc_curve(y, p)
     auc = float(roc_auc_score(y, p))
-    note = f"ROC recomputed from best/model.pt on the {len(y)} test images: AUC {auc:.4f}"
-    note += f" (metrics.json: {ctx.best['auc']:.4f})." if "auc" in ctx.best else "."
-    if ctx.best.get("data_fingerprint") not in (None, prep.index.fingerprint()):
-        note += " The data folder has changed since the retrain (fingerprint differs)."
-    return (fpr, tpr, auc), note
+    return (fpr, tpr, auc), f"ROC of the {len(y)} test images' saved probabilities."
 
 
 def _best(ctx: _Exp):

@@ -7,7 +7,6 @@ pyplot, so writing a report neither needs a display nor changes the caller's bac
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+
+from gender.io import atomic_path
 
 __all__ = ["figure", "save", "curves_png", "parallel_png", "importance_png", "pareto_png",
            "confusion_png", "roc_png", "value_key"]
@@ -31,9 +32,8 @@ def figure(w: float, h: float) -> Figure:
 
 
 def save(fig: Figure, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
 
 

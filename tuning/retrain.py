@@ -10,7 +10,8 @@ import pandas as pd
 from gender.engine import Trainer, resolve_device
 from gender.errors import UserError
 from gender.export import load_model
-from gender.pipeline import finish_run, prepare, write_json
+from gender.io import write_json
+from gender.pipeline import finish_run, prepare
 from tuning.settings import TuneSettings
 from tuning.space import trial_config
 
@@ -45,7 +46,7 @@ def retrain_best(exp_dir: str | Path, device: str = "auto", quiet: bool = False)
     t0 = time.perf_counter()
     trainer.fit()
     out = exp / "best"
-    metrics = finish_run(trainer, prep, out, time.perf_counter() - t0, torchscript=True, extra={
+    metrics = finish_run(trainer, prep, out, time.perf_counter() - t0, extra={
         "trial_id": str(best["trial_id"]), "val_f1_in_tuning": float(best["best_val_f1"]),
         "trained_on": "train+val", "n_train": int(len(trainer.train_idx))})
     load_model(out / "model.pt")  # the file we just wrote must load the safe way

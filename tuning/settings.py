@@ -4,21 +4,25 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gender.constants import EXPERIMENT_FILE
 from gender.errors import ConfigError, UserError
+from gender.io import read_json, write_json
 
 __all__ = ["TuneSettings", "OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SETTINGS_FILE",
-           "DEFAULT_NUM_SAMPLES"]
+           "DEFAULT_NUM_SAMPLES", "QUICK"]
 
 OBJECTIVES = ("f1", "f1,latency")
 SAMPLERS = ("tpe", "random")  # random: a baseline (benchmarks/efficiency.py)
 SCHEDULERS = ("asha", "fifo")  # fifo: no early stopping, every trial runs to max_epochs
-SETTINGS_FILE = "experiment.json"
+SETTINGS_FILE = EXPERIMENT_FILE
 DEFAULT_NUM_SAMPLES = 20
+# `--quick` (`make demo`): a few minutes on 2 CPUs on the synthetic data. Rungs at 2 and
+# 4 epochs stop weak trials early; the time cap bounds a slow machine.
+QUICK = {"num_samples": 8, "max_epochs": 8, "grace_period": 2, "reduction_factor": 2,
+         "time_budget": 150}
 
 
 @dataclass
@@ -41,7 +45,8 @@ class TuneSettings:
     gpus_per_trial: float | None = None
     time_budget: float | None = None
     max_concurrent: int | None = None  # default: the trials that fit the cluster at start
-    seed: int = 0
+    seed: int = 0  # the search's and every trial's training seed
+    split_seed: int = 0  # the train/val/test split's own seed: the test faces stay put
     seed_grid: bool = False
     space: dict = field(default_factory=dict)
     enqueue: list = field(default_factory=list)  # configurations to try first (partial dicts)
@@ -86,21 +91,21 @@ class TuneSettings:
         return self.storage or str(Path(self.results).resolve())
 
     def save(self) -> None:
-        self.exp_dir.mkdir(parents=True, exist_ok=True)
-        path = self.exp_dir / SETTINGS_FILE
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
+        write_json(dataclasses.asdict(self), self.exp_dir / SETTINGS_FILE)
 
     @classmethod
     def load(cls, exp_dir: str | Path) -> TuneSettings:
         path = Path(exp_dir) / SETTINGS_FILE
         if not path.is_file():
             raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
-        try:
-            d = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}: not valid JSON ({e})") from None
+        d = read_json(path, "experiment settings file")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"{path}: unknown setting(s) {', '.join(unknown)}")
         # The folder may have moved since: trust where it is now.
         d["results"], d["name"] = str(Path(exp_dir).resolve().parent), Path(exp_dir).resolve().name
-        return cls(**d)
+        try:
+            return cls(**d)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"{path}: {e}") from None

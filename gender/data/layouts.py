@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from gender.constants import IMAGE_EXTENSIONS
 from gender.errors import DataError
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
     "read_dataset",
 ]
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
 _PARTITIONS = {"0": "train", "1": "val", "2": "test"}
 
 

@@ -10,8 +10,6 @@ our fractions are not (0.7/0.15/0.15).
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,27 +17,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gender.constants import SPLIT_FRACTIONS, SPLITS
 from gender.data.layouts import DatasetIndex, Sample
 from gender.errors import ConfigError, DataError
+from gender.io import atomic_path
 
 __all__ = [
     "MIN_PER_CLASS",
     "SPLITS",
-    "class_weights",
     "make_splits",
     "pos_weight",
     "read_splits",
-    "undersample",
+    "undersample_indices",
     "write_splits",
 ]
 
-SPLITS = ("train", "val", "test")
 MIN_PER_CLASS = 20  # below this, a 15% split may hold no image of a class at all
 _COLUMNS = ["image", "label", "identity", "split"]
 
 
 def make_splits(index: DatasetIndex, seed: int = 0,
-                fractions=(0.7, 0.15, 0.15)) -> pd.DataFrame:
+                fractions=SPLIT_FRACTIONS) -> pd.DataFrame:
     """One row per sample (in `index.samples` order): image, label, identity, split.
 
     Uses the dataset's own partition when every sample has one; otherwise a seeded split,
@@ -110,16 +108,8 @@ def _assign(samples: list[Sample], seed: int, fractions) -> list[str]:
 
 def write_splits(df: pd.DataFrame, path) -> None:
     """Write image,label,identity,split as CSV; atomically, so a crash leaves no half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            df.reindex(columns=_COLUMNS).to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        df.reindex(columns=_COLUMNS).to_csv(f, index=False)
 
 
 def read_splits(path, index: DatasetIndex) -> pd.DataFrame:
@@ -162,40 +152,25 @@ def read_splits(path, index: DatasetIndex) -> pd.DataFrame:
     return df
 
 
-def undersample(df: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Drop random majority-class train rows until train is balanced; val/test untouched."""
-    train = df[df.split == "train"]
-    counts = train.label.value_counts()
-    if len(counts) < 2:
-        raise DataError("cannot undersample: the train split holds only one class")
-    majority = counts.idxmax()
-    drop = train[train.label == majority].sample(n=counts.max() - counts.min(),
-                                                 random_state=seed).index
-    return df.drop(index=drop).reset_index(drop=True)
-
-
-def _class_counts(labels: Iterable[int]) -> tuple[int, int]:
-    labels = list(labels)
-    male = sum(int(y) for y in labels)
-    female = len(labels) - male
-    if not male or not female:
-        raise DataError(f"class weights need both classes, got {female} female and "
-                        f"{male} male labels")
-    return female, male
-
-
-def class_weights(labels: Iterable[int]) -> tuple[float, float]:
-    """(female, male) loss weights proportional to 1 / class count, with mean 1.
-
-    For `CrossEntropyLoss(weight=torch.tensor(class_weights(y)))`. Their ratio male/female
-    equals `pos_weight(y)`.
-    """
-    female, male = _class_counts(labels)
-    n = female + male
-    return 2 * male / n, 2 * female / n
+def undersample_indices(idx: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """Rows `idx` with random majority-class rows dropped until both classes are equal
+    (sorted; seeded). Applied to the training rows only, never to val or test."""
+    y = np.asarray(labels)[idx].astype(int)
+    counts = np.bincount(y, minlength=2)
+    if counts.min() == 0:
+        raise DataError("cannot undersample: the training rows hold only one class")
+    majority = int(counts.argmax())
+    rows = idx[y == majority]
+    drop = np.random.default_rng(seed).choice(rows, counts.max() - counts.min(), replace=False)
+    return np.sort(np.setdiff1d(idx, drop))
 
 
 def pos_weight(labels: Iterable[int]) -> float:
     """`pos_weight` for `BCEWithLogitsLoss` (male = positive): female count / male count."""
-    female, male = _class_counts(labels)
+    y = np.asarray(list(labels) if not isinstance(labels, np.ndarray) else labels)
+    male = int(np.sum(y.astype(int)))
+    female = len(y) - male
+    if not male or not female:
+        raise DataError(f"the training rows need both classes, got {female} female and "
+                        f"{male} male labels")
     return female / male

@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from gender.constants import SPLIT_FRACTIONS
 from gender.errors import ConfigError, UserError
 
 __all__ = ["CELEBA_ATTRIBUTES", "synthesize", "synth_args"]
@@ -60,7 +61,6 @@ IMAGES_DIR = "img_align_celeba"
 _FILES = ("list_attr_celeba.txt", "identity_CelebA.txt", "list_eval_partition.txt",
           "README.md")
 _MARKER = "<!-- gender.data.synth output -->"  # README's first line; marks a folder as ours
-_SPLIT = (0.70, 0.15, 0.15)  # train / val / test share of images
 
 RGB = tuple[int, int, int]
 
@@ -190,7 +190,7 @@ def _assign_partitions(rng: np.random.Generator, owner: np.ndarray, k: int) -> n
     image counts land within one identity (at most 6 images) of 70/15/15.
     """
     per_identity = np.bincount(owner, minlength=k)
-    target = np.array(_SPLIT) * len(owner)
+    target = np.array(SPLIT_FRACTIONS) * len(owner)
     count = np.zeros(3)
     of_identity = np.zeros(k, dtype=int)
     for ident in rng.permutation(k):

@@ -1,4 +1,4 @@
-"""Decode images once into uint8 tensors, cached on disk per dataset and size.
+"""Decode images once into uint8 tensors, cached on disk per dataset, size and decoder.
 
 Training never touches JPEGs: every epoch, trial and retrain indexes into one
 N x 3 x S x S uint8 array (about 12 KB an image at 64 px).
@@ -7,41 +7,30 @@ N x 3 x S x S uint8 array (about 12 KB an image at 64 px).
 from __future__ import annotations
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from gender.data.layouts import DatasetIndex
 from gender.errors import DataError
+from gender.images import PREPROCESS_VERSION, ImageError, decode_image
+from gender.io import atomic_path
 
-__all__ = ["decode_image", "load_arrays", "TensorData", "cache_dir", "PREPROCESS"]
-
-# How an image becomes a tensor; saved into every model so `predict` does the same.
-PREPROCESS = {"crop": "center-square", "resize": "bilinear-antialias", "scale": "0-255 uint8"}
+__all__ = ["load_arrays", "TensorData", "cache_dir", "cache_path"]
 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("GENDER_CACHE", Path.home() / ".cache" / "gender-tune"))
 
 
-def decode_image(path: str | Path, size: int) -> np.ndarray:
-    """One image -> uint8 3 x size x size: the central square, resized.
-
-    Aligned CelebA faces are 178x218 with the face in the middle, so the centre square
-    keeps the face and drops background above and below.
-    """
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        w, h = im.size
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        im = im.crop((left, top, left + side, top + side))
-        im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
+def cache_path(index: DatasetIndex, size: int, cache: Path | None = None) -> Path:
+    """Keyed by the data (fingerprint), the size and the decoder's version: a change to
+    decoding or cropping never serves stale arrays."""
+    return (cache or cache_dir()) / f"{index.fingerprint()}-{size}px-p{PREPROCESS_VERSION}.npy"
 
 
 def _decode_all(index: DatasetIndex, size: int) -> np.ndarray:
@@ -51,8 +40,8 @@ def _decode_all(index: DatasetIndex, size: int) -> np.ndarray:
         path = index.path(index.samples[i])
         try:
             out[i] = decode_image(path, size)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
-            raise DataError(f"{path}: cannot decode image ({e})") from None
+        except ImageError as e:
+            raise DataError(f"{path}: {e}") from None
 
     # PIL releases the GIL while decoding, so threads use every core.
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
@@ -62,18 +51,18 @@ def _decode_all(index: DatasetIndex, size: int) -> np.ndarray:
 
 def load_arrays(index: DatasetIndex, size: int, cache: Path | None = None) -> np.ndarray:
     """All images of `index` (in its order) as uint8 N x 3 x size x size, via the cache."""
-    cache = cache or cache_dir()
-    path = cache / f"{index.fingerprint()}-{size}px.npy"
+    path = cache_path(index, size, cache)
     if path.is_file():
-        arr = np.load(path, mmap_mode=None)
-        if arr.shape == (len(index.samples), 3, size, size):
-            return arr
+        try:
+            arr = np.load(path, allow_pickle=False)
+            if arr.shape == (len(index.samples), 3, size, size) and arr.dtype == np.uint8:
+                return arr
+        except (OSError, ValueError):
+            pass  # a damaged cache file is decoded again and replaced
     arr = _decode_all(index, size)
     try:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, arr)
-        os.replace(tmp, path)  # atomic: concurrent runs never read a half-written cache
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr)
     except OSError:
         pass  # a read-only cache only costs a re-decode next time
     return arr
@@ -93,8 +82,6 @@ class TensorData:
 
     @classmethod
     def from_arrays(cls, images: np.ndarray, labels, splits: dict) -> TensorData:
-        import warnings
-
         with warnings.catch_warnings():
             # Arrays from Ray's object store are read-only; we never write to them.
             warnings.simplefilter("ignore", UserWarning)

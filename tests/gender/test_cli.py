@@ -9,7 +9,7 @@ import sys
 import pytest
 from PIL import Image
 
-GENDER = [sys.executable, "-m", "gender.cli"]
+GENDER = [sys.executable, "-m", "gender_cli"]
 
 
 def run(*args, cwd=None, check_rc=None):
@@ -78,8 +78,8 @@ def test_predict_refuses_a_crafted_pickle_without_running_it(tmp_path):
     (["train", "--data", "/nonexistent/dir", "--epochs", "1"], "/nonexistent/dir"),
     (["train", "--epochs", "0"], "--epochs"),
     (["train", "--lr", "abc"], "--lr"),
-    (["train", "--lr", "-1"], "lr"),
-    (["train", "--image-size", "50"], "image_size"),
+    (["train", "--lr", "-1"], "--lr -1.0: must be in (0, 10]"),
+    (["train", "--image-size", "50"], "--image-size 50: must be a multiple of 32"),
     (["train", "--arch", "resnet"], "--arch"),
     (["predict", "/nonexistent/model.pt", "x.jpg"], "/nonexistent/model.pt"),
     (["tune", "--space", "/nonexistent/space.yaml"], "--space"),

@@ -5,21 +5,26 @@ from gender.errors import ConfigError
 
 
 @pytest.mark.parametrize("field,value,rule", [
-    ("arch", "vgg15", "arch in"),
-    ("lr", 0.0, "0 < lr"),
-    ("lr", float("nan"), "0 < lr"),
-    ("width", 4.0, "width <= 2"),
+    ("arch", "vgg15", "arch must be one of vgg11"),
+    ("lr", 0.0, "lr must be in (0, 10]"),
+    ("lr", float("nan"), "lr must be in (0, 10]"),
+    ("lr", "0.1", "lr must be a number"),
+    ("width", 4.0, "width must be in [0.0625, 2]"),
     ("image_size", 48, "multiple of 32"),
-    ("dropout", 1.0, "dropout < 1"),
-    ("optimizer", "lbfgs", "optimizer in"),
-    ("batch_size", 0, "1 <= batch_size"),
-    ("augment", 1.5, "augment <= 1"),
-    ("ema", 1.0, "ema < 1"),
-    ("mixup", -0.1, "0 <= mixup"),
+    ("image_size", 64.5, "image_size must be a whole number"),
+    ("dropout", 1.0, "dropout must be in [0, 1)"),
+    ("optimizer", "lbfgs", "optimizer must be one of"),
+    ("batch_size", 0, "batch_size must be in [1, 4096]"),
+    ("augment", 1.5, "augment must be in [0, 1]"),
+    ("ema", 1.0, "ema must be in [0, 1)"),
+    ("mixup", -0.1, "mixup must be in [0, 10]"),
+    ("seed", -1, "seed must be in [0, 2**32)"),
+    ("batch_norm", 1, "batch_norm must be true or false"),
 ])
 def test_config_rejects_values_that_break_a_rule_and_names_the_rule(field, value, rule):
-    with pytest.raises(ConfigError, match=rule.replace("(", r"\(")):
+    with pytest.raises(ConfigError) as e:
         TrainConfig(**{field: value})
+    assert rule in str(e.value) and e.value.field == field
 
 
 def test_config_round_trips_through_a_plain_dict():

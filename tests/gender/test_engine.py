@@ -62,9 +62,10 @@ def test_ema_evaluates_and_exports_the_averaged_weights(prep, tmp_path):
     assert t.eval_model is not t.model
     assert not torch.equal(raw["features.0.weight"], avg["features.0.weight"])
     finish_run(t, prep, tmp_path, train_seconds=1.0)
-    model, cfg, _ = load_model(tmp_path / "model.pt")
-    assert cfg.ema == 0.9
-    assert torch.equal(model.state_dict()["features.0.weight"], avg["features.0.weight"])
+    loaded = load_model(tmp_path / "model.pt")
+    assert loaded.config.ema == 0.9
+    assert torch.equal(loaded.members[0].state_dict()["features.0.weight"],
+                       avg["features.0.weight"])
 
 
 def test_a_nan_loss_raises_diverged(prep):

@@ -9,11 +9,10 @@ from PIL import Image
 from gender.data.layouts import DatasetIndex, Sample, read_dataset
 from gender.data.splits import (
     SPLITS,
-    class_weights,
     make_splits,
     pos_weight,
     read_splits,
-    undersample,
+    undersample_indices,
     write_splits,
 )
 from gender.errors import ConfigError, DataError
@@ -217,31 +216,26 @@ def test_missing_splits_file_is_refused(tmp_path):
 
 # ---------------------------------------------------------------- rebalancing
 
-def test_undersample_equalises_classes_in_train_only(tmp_path):
-    df = make_splits(make_index(tmp_path, male_share=0.3))
-    out = undersample(df, seed=0)
-    train = out[out.split == "train"].label.value_counts()
-    assert train[0] == train[1] == df[df.split == "train"].label.value_counts().min()
-    for name in ("val", "test"):
-        assert out[out.split == name].reset_index(drop=True).equals(
-            df[df.split == name].reset_index(drop=True))
+def test_undersample_equalises_the_classes_of_the_given_rows_only():
+    labels = np.array([0] * 70 + [1] * 30 + [0] * 50)
+    train = np.arange(100)  # rows 100.. (val/test) are never touched
+    kept = undersample_indices(train, labels, seed=0)
+    assert np.bincount(labels[kept]).tolist() == [30, 30]
+    assert set(kept) <= set(train) and list(kept) == sorted(kept)
 
 
-def test_undersample_is_deterministic_per_seed(tmp_path):
-    df = make_splits(make_index(tmp_path, male_share=0.3))
-    assert undersample(df, 1).equals(undersample(df, 1))
-    assert not undersample(df, 1).image.equals(undersample(df, 2).image)
+def test_undersample_is_deterministic_per_seed():
+    labels = np.array([0] * 70 + [1] * 30)
+    idx = np.arange(100)
+    assert np.array_equal(undersample_indices(idx, labels, 1), undersample_indices(idx, labels, 1))
+    assert not np.array_equal(undersample_indices(idx, labels, 1),
+                              undersample_indices(idx, labels, 2))
 
 
-def test_class_weights_are_inverse_frequency_with_mean_one():
-    female, male = class_weights([0, 0, 0, 1])
-    assert (female + male) / 2 == pytest.approx(1)
-    assert male / female == pytest.approx(3) == pos_weight([0, 0, 0, 1])
-
-
-def test_class_weights_need_both_classes():
+def test_pos_weight_is_female_count_over_male_count_and_needs_both_classes():
+    assert pos_weight([0, 0, 0, 1]) == pytest.approx(3)
     with pytest.raises(DataError, match="both classes"):
-        class_weights([1, 1])
+        pos_weight([1, 1])
 
 
 # ---------------------------------------------------------------- the real dataset

@@ -103,7 +103,7 @@ def cluster():
 def tune_cmd(cluster, data, results, name, *extra):
     space = results / "space.yaml"
     space.write_text(SPACE)
-    return [sys.executable, "-m", "gender.cli", "tune", "--address", cluster.address,
+    return [sys.executable, "-m", "gender_cli", "tune", "--address", cluster.address,
             "--data", str(data), "--results", str(results), "--name", name, "--space",
             str(space), "--cpus-per-trial", "1", "--quiet", *extra]
 
@@ -193,7 +193,7 @@ def test_a_killed_driver_resumes_with_every_trial_and_the_optuna_history(cluster
     before = optuna.load_study(study_name="resume", storage=storage).trials
     assert 0 < len(before) < 5 + 2
 
-    p = subprocess.run([sys.executable, "-m", "gender.cli", "tune", "--resume", str(exp),
+    p = subprocess.run([sys.executable, "-m", "gender_cli", "tune", "--resume", str(exp),
                         "--quiet"], env=cluster.env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
     trials = pd.read_csv(exp / "trials.csv")

@@ -1,4 +1,4 @@
-"""`gender tune` and `gender retrain`: flags -> TuneSettings -> tuning.experiment."""
+"""`gender tune`, `retrain`, `report`, `dashboard`: flags -> TuneSettings -> tuning."""
 
 from __future__ import annotations
 
@@ -6,16 +6,13 @@ import json
 import time
 from pathlib import Path
 
-__all__ = ["add_tuning_commands"]
+from gender_cli.flags import nonneg_int, pos_int, positive
+from gender_cli.flags import number as float_
 
-# `--quick`: finishes in under 3 minutes on 2 CPUs on the synthetic data. The default
-# configuration passes val F1 0.92 there by epoch 7-8 at 32 px; rungs at 2 and 4 epochs
-# stop the rest early, and the time cap keeps a slow machine near 3 minutes.
-QUICK = {"num_samples": 8, "max_epochs": 8, "grace_period": 2, "reduction_factor": 2,
-         "time_budget": 150}
+__all__ = ["add_commands"]
 
 
-def add_tuning_commands(sub, pos_int, float_) -> None:
+def add_commands(sub) -> None:
     tu = sub.add_parser("tune", help="Ray Tune + Optuna + ASHA search, then retrain the best")
     tu.add_argument("--data", default=None, help="dataset folder (default: data/synthetic)")
     tu.add_argument("--name", default=None, help="experiment name (default: a timestamp)")
@@ -33,7 +30,7 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
                     help="whole or a fraction such as 0.25 (four trials per GPU)")
     tu.add_argument("--max-concurrent", type=pos_int, default=None,
                     help="trials at once (default: what fits the cluster at start)")
-    tu.add_argument("--time-budget", type=float_, default=None,
+    tu.add_argument("--time-budget", type=positive, default=None,
                     help="seconds of tuning; without --num-samples, trials start until then")
     tu.add_argument("--space", default=None, help="YAML/JSON file narrowing the search space")
     tu.add_argument("--seed-grid", action="store_true",
@@ -41,7 +38,10 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
     tu.add_argument("--address", default=None, help="existing Ray cluster (auto, HOST:PORT)")
     tu.add_argument("--no-default-first", dest="default_first", action="store_false",
                     help="don't start with the package's default configuration")
-    tu.add_argument("--seed", type=int, default=0)
+    tu.add_argument("--seed", type=nonneg_int, default=0,
+                    help="seed of the search and of every trial's training (default 0)")
+    tu.add_argument("--split-seed", type=nonneg_int, default=0,
+                    help="seed of the train/val/test split, independent of --seed (default 0)")
     tu.add_argument("--no-retrain", dest="retrain", action="store_false")
     tu.add_argument("--quick", action="store_true", help="small preset, about 3 minutes")
     tu.add_argument("--resume", default=None, metavar="EXPERIMENT",
@@ -67,7 +67,7 @@ def add_tuning_commands(sub, pos_int, float_) -> None:
 def _settings(args):
     from gender.pipeline import resolve_data
     from tuning.resources import TrialResources
-    from tuning.settings import TuneSettings
+    from tuning.settings import QUICK, TuneSettings
     from tuning.space import QUICK_SPACE, default_point, load_space
 
     # Every flag is checked before anything slow (drawing data, starting Ray) happens.
@@ -83,7 +83,7 @@ def _settings(args):
         data=args.data or "", name=args.name or time.strftime("tune-%Y%m%d-%H%M%S"),
         results=args.results, storage=args.storage, objective=args.objective,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-        max_concurrent=args.max_concurrent, seed=args.seed,
+        max_concurrent=args.max_concurrent, seed=args.seed, split_seed=args.split_seed,
         seed_grid=args.seed_grid, space=space,
         address=args.address, retrain=args.retrain, quick=args.quick,
         enqueue=[default_point(space)] if args.default_first else [], **{**preset, **given})

@@ -1,0 +1,5 @@
+import sys
+
+from gender_cli.main import main
+
+sys.exit(main())
