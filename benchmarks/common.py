@@ -119,7 +119,8 @@ def tune_once(settings, verbose: int = 0):
     """The steps of `tuning.experiment.run_experiment` up to the end of the search (data
     into the object store once, `build_tuner`, fit) plus `trials.csv`; no retrain and no
     HTML report, which a measurement does not need. Returns Ray's ResultGrid."""
-    from tuning.experiment import build_tuner, put_data, start_ray
+    from tuning.cluster import start_ray
+    from tuning.experiment import build_tuner, put_data
     from tuning.outputs import trials_table, write_trials
 
     settings.save()

@@ -35,7 +35,7 @@ def trials_per_gpu(cfg: TrainConfig, data, root, sharing: tuple[int, ...]) -> li
     """k trials on each GPU at once (gpus_per_trial 1/k): aggregate training images/s."""
     import ray
 
-    from tuning.experiment import start_ray
+    from tuning.cluster import start_ray
 
     start_ray(None, quiet=True)
     n_gpu = max(1, int(ray.cluster_resources().get("GPU", 0)))
