@@ -120,13 +120,12 @@ def tune_once(settings, verbose: int = 0):
     into the object store once, `build_tuner`, fit) plus `trials.csv`; no retrain and no
     HTML report, which a measurement does not need. Returns Ray's ResultGrid."""
     from tuning.cluster import start_ray
-    from tuning.experiment import build_tuner, put_data
+    from tuning.experiment import build_tuner, image_sizes, put_data
     from tuning.outputs import trials_table, write_trials
 
     settings.save()
     start_ray(settings.address, quiet=True)
-    sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
-    data = put_data(settings, sizes, fresh_splits=True)
+    data, _ = put_data(settings, image_sizes(settings), fresh_splits=True)
     results = build_tuner(settings, data, verbose=verbose).fit()
     write_trials(trials_table(results, settings.max_epochs), settings.exp_dir / "trials.csv")
     return results

@@ -49,9 +49,9 @@ def add_commands(sub) -> None:
     tu.add_argument("--quiet", action="store_true", help="no progress table")
     tu.set_defaults(handler=cmd_tune)
 
-    rt = sub.add_parser("retrain", help="retrain an experiment's best trial into best/")
+    rt = sub.add_parser("retrain", help="retrain an experiment's best trial into best/ "
+                                         "(continues an interrupted retrain)")
     rt.add_argument("experiment", help="results/<name>")
-    rt.add_argument("--device", default="auto")
     rt.set_defaults(handler=cmd_retrain)
 
     rp = sub.add_parser("report", help="write results/<name>/report/index.html")
@@ -133,7 +133,7 @@ def cmd_retrain(args) -> int:
     from tuning.retrain import retrain_best
     from tuning.settings import TuneSettings
 
-    m = retrain_best(args.experiment, device=args.device)
+    m = retrain_best(args.experiment)
     _summary(TuneSettings.load(args.experiment), {"trials": "", "statuses": {}, "best": m})
     return 0
 

@@ -38,9 +38,9 @@ from pathlib import Path
 import pandas as pd
 
 from gender.errors import UserError
-from gender.io import atomic_path
+from gender.io import atomic_path, read_json
+from tuning.outputs import outcome
 from tuning.settings import SETTINGS_FILE
-from tuning.space import SEARCHABLE
 
 __all__ = ["write_hparams", "run_dashboard", "HPARAMS_FILE", "METRICS", "INSTALL_HINT"]
 
@@ -101,27 +101,25 @@ def _experiment(space: dict, rows: list[dict]):
     return Experiment(hparam_infos=infos, metric_infos=metrics)
 
 
-def _trial_rows(exp: Path, max_epochs: int) -> list[dict]:
-    """One dict per trial folder: its parameters, best-epoch metrics and status."""
-    final = {}
-    if (exp / "trials.csv").is_file():
-        t = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
-        final = dict(zip(t["trial_id"], t["status"], strict=True))
+def _trial_rows(exp: Path, max_epochs: int, searched: list[str]) -> list[dict]:
+    """One dict per trial folder: its parameters, best-epoch metrics and status, read from
+    what Ray wrote there (the run may still be going)."""
     rows = []
     for d in sorted(exp.glob("trial_*")):
         if not (d / "params.json").is_file():
             continue
         params = json.loads((d / "params.json").read_text())
         df = _progress(d / "progress.csv")
-        ok = df[df["diverged"] != 1] if "diverged" in df else df
-        best = ok.loc[ok["val_f1"].idxmax()] if len(ok) and "val_f1" in ok else {}
-        epochs = int(df["training_iteration"].max()) if "training_iteration" in df else 0
-        tid = d.name.removeprefix("trial_")
+        # Ray marks a trial's last result `done` when it ends (also when ASHA stops it);
+        # an errored trial leaves error.txt.
+        done = len(df) > 0 and "done" in df and str(df["done"].iloc[-1]) == "True"
+        o = outcome(df, max_epochs, errored=(d / "error.txt").is_file(), done=done)
+        best = o.best if o.best is not None else {}
         metrics = {"best/val_f1": best.get("val_f1"), "best/val_accuracy": best.get("val_accuracy"),
                    "best/latency_ms_p50": best.get("latency_ms_p50"),
-                   "best/epoch": best.get("training_iteration"), "epochs_run": epochs}
-        rows.append({"dir": d, "params": {k: params[k] for k in SEARCHABLE if k in params},
-                     "metrics": metrics, "status": final.get(tid) or _status(df, max_epochs)})
+                   "best/epoch": o.best_epoch or None, "epochs_run": o.epochs}
+        rows.append({"dir": d, "params": {k: params[k] for k in searched if k in params},
+                     "metrics": metrics, "status": o.status})
     return rows
 
 
@@ -132,16 +130,6 @@ def _progress(path: Path) -> pd.DataFrame:
         return pd.read_csv(io.StringIO(text[:text.rfind("\n") + 1]))
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return pd.DataFrame()
-
-
-def _status(df: pd.DataFrame, max_epochs: int) -> str:
-    """A trial not in trials.csv yet: Ray marks the last result `done` when the trial ends,
-    also when ASHA stops it."""
-    if "diverged" in df and (df["diverged"] == 1).any():
-        return "diverged"
-    if not len(df) or "done" not in df or str(df["done"].iloc[-1]) != "True":
-        return "running"
-    return "completed" if int(df["training_iteration"].max()) >= max_epochs else "stopped early"
 
 
 def _session(row: dict) -> list:
@@ -185,8 +173,9 @@ def write_hparams(exp_dir: str | Path) -> int:
     exp = Path(exp_dir)
     if not (exp / SETTINGS_FILE).is_file():
         raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
-    settings = json.loads((exp / SETTINGS_FILE).read_text())
-    rows = _trial_rows(exp, int(settings.get("max_epochs", 1)))
+    settings = read_json(exp / SETTINGS_FILE, "experiment settings file")
+    space = settings.get("space", {}) if isinstance(settings.get("space"), dict) else {}
+    rows = _trial_rows(exp, int(settings.get("max_epochs", 1)), list(space))
     experiment = _summary("_hparams_/experiment",
                           experiment=_experiment(settings.get("space", {}), rows))
     for row in rows:

@@ -13,23 +13,26 @@ from gender.constants import JOURNAL_FILE, SPLITS_FILE, TRIALS_FILE
 from gender.data.splits import write_splits
 from gender.data.tensors import load_arrays
 from gender.errors import UserError
-from gender.pipeline import prepare
+from gender.pipeline import Prepared, prepare
 from tuning.cluster import start_ray
 from tuning.outputs import trials_table, write_trials
-from tuning.resources import default_resources
+from tuning.resources import TrialResources, default_resources
 from tuning.settings import DEFAULT_NUM_SAMPLES, TuneSettings
 from tuning.space import NOTEBOOK_GRID, define_by_run, widen_for
 from tuning.trainable import train_trial
 
 __all__ = ["put_data", "build_tuner", "run_experiment", "resume_experiment",
-           "finish_experiment"]
+           "finish_experiment", "search_results", "trial_resources", "image_sizes",
+           "trial_dirname"]
 
 
-def put_data(settings: TuneSettings, sizes: list[int], fresh_splits: bool) -> dict:
+def put_data(settings: TuneSettings, sizes: list[int], fresh_splits: bool
+             ) -> tuple[dict, Prepared]:
     """Decode once on the driver (cached on disk), then one object-store copy per image
-    size that every trial on every node reads zero-copy. Writes/reads `splits.csv`."""
-    exp = settings.exp_dir
-    splits_csv = exp / SPLITS_FILE
+    size that every trial on every node reads zero-copy. Writes/reads `splits.csv`.
+
+    -> (the refs trials get, the driver's own `Prepared` at the first size)."""
+    splits_csv = settings.exp_dir / SPLITS_FILE
     prep = prepare(settings.data, sizes[0], split_seed=settings.split_seed,
                    splits_csv=None if fresh_splits else splits_csv)
     if fresh_splits:
@@ -37,8 +40,22 @@ def put_data(settings: TuneSettings, sizes: list[int], fresh_splits: bool) -> di
     images = {sizes[0]: ray.put(prep.data.images.numpy())}
     for size in sizes[1:]:
         images[size] = ray.put(load_arrays(prep.index, size))
-    return {"images": images, "labels": prep.data.labels.numpy(),
+    refs = {"images": images, "labels": prep.data.labels.numpy(),
             "splits": prep.data.splits, "fingerprint": prep.index.fingerprint()}
+    return refs, prep
+
+
+def image_sizes(settings: TuneSettings) -> list[int]:
+    return sorted({int(s) for s in settings.space["image_size"]["choices"]})
+
+
+def search_results(settings: TuneSettings):
+    """The search's ResultGrid, read from what Ray Tune saved (no trial is run)."""
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    if not tune.Tuner.can_restore(settings.tune_path):
+        raise UserError(f"{settings.exp_dir}: no Ray Tune results at {settings.tune_path}")
+    return ResultGrid(ExperimentAnalysis(settings.tune_path))
 
 
 def _storage(settings: TuneSettings):
@@ -50,9 +67,14 @@ def _storage(settings: TuneSettings):
     return JournalStorage(JournalFileBackend(str(settings.exp_dir / JOURNAL_FILE)))
 
 
+def trial_resources(settings: TuneSettings) -> TrialResources:
+    """What every trial gets (and the retrain, which runs as its trial did)."""
+    return default_resources(ray.cluster_resources(), settings.cpus_per_trial,
+                             settings.gpus_per_trial)
+
+
 def _trainable(settings: TuneSettings, data: dict):
-    res = default_resources(ray.cluster_resources(), settings.cpus_per_trial,
-                            settings.gpus_per_trial)
+    res = trial_resources(settings)
     return tune.with_resources(tune.with_parameters(train_trial, data=data), res.as_dict()), res
 
 
@@ -75,7 +97,7 @@ def _first_points(settings: TuneSettings) -> list[dict]:
     return grid + [dict(p) for p in settings.enqueue]
 
 
-def _trial_dirname(trial) -> str:
+def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"  # short: the config is in params.json and trials.csv
 
 
@@ -124,7 +146,7 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=slots), scheduler=scheduler,
             num_samples=settings.ray_num_samples, time_budget_s=settings.time_budget,
-            trial_name_creator=_trial_dirname, trial_dirname_creator=_trial_dirname),
+            trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname),
         run_config=_run_config(settings, verbose, callbacks),
     )
 
@@ -138,7 +160,7 @@ def finish_experiment(settings: TuneSettings, results, quiet: bool = False) -> d
     if settings.retrain:
         from tuning.retrain import retrain_best
 
-        summary["best"] = retrain_best(exp, quiet=quiet)
+        summary["best"] = retrain_best(exp, quiet=quiet, results=results)
     from tuning.report import write_report
 
     summary["report"] = str(write_report(exp))
@@ -153,8 +175,7 @@ def run_experiment(settings: TuneSettings, verbose: int = 1,
                         f"(use --resume {exp} or another --name)")
     settings.save()
     start_ray(settings.address, quiet=verbose == 0)
-    sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
-    data = put_data(settings, sizes, fresh_splits=True)
+    data, _ = put_data(settings, image_sizes(settings), fresh_splits=True)
     results = build_tuner(settings, data, verbose, callbacks).fit()
     return finish_experiment(settings, results, quiet=verbose == 0)
 
@@ -164,13 +185,10 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
     from their checkpoints, the Optuna study continued from its journal."""
     settings = TuneSettings.load(exp_dir)
     start_ray(settings.address, quiet=verbose == 0)
-    # A URI (s3://...) must not go through Path, which would fold its "//".
-    path = (f"{settings.storage.rstrip('/')}/{settings.name}" if settings.storage
-            else str(settings.exp_dir))
+    path = settings.tune_path
     if not tune.Tuner.can_restore(path):
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
-    sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
-    data = put_data(settings, sizes, fresh_splits=False)
+    data, _ = put_data(settings, image_sizes(settings), fresh_splits=False)
     trainable, _ = _trainable(settings, data)
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                resume_errored=True)

@@ -22,8 +22,8 @@ from gender.errors import UserError
 from gender.io import write_text
 from tuning import report_plots as plots
 from tuning.pareto import pareto_front
+from tuning.scheduler import rung_epochs
 from tuning.settings import SETTINGS_FILE
-from tuning.space import SEARCHABLE
 
 __all__ = ["write_report", "param_importances", "REPORT_DIR"]
 
@@ -123,8 +123,11 @@ def _note(text: str) -> str:
     return f"<p class=note>{escape(text)}</p>"
 
 
-def _params(table: pd.DataFrame) -> list[str]:
-    return [p for p in SEARCHABLE if p in table and table[p].notna().any()]
+def _params(ctx: _Exp) -> list[str]:
+    """The hyperparameters the experiment searched (its space), as trials.csv holds them."""
+    space = ctx.settings.get("space")
+    names = list(space) if isinstance(space, dict) else []
+    return [p for p in names if p in ctx.table and ctx.table[p].notna().any()]
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -132,7 +135,7 @@ def _params(table: pd.DataFrame) -> list[str]:
 def _trials(ctx: _Exp):
     t = ctx.table
     best_id = (ctx.best or {}).get("trial_id")
-    cols = ["trial_id", *_params(t), *[c for c in _SCORES if c in t]]
+    cols = ["trial_id", *_params(ctx), *[c for c in _SCORES if c in t]]
     if "error" in t and t["error"].notna().any():
         cols.append("error")
     rows = [{**{c: r[c] for c in cols}, "_css": "best" if r["trial_id"] == best_id else ""}
@@ -151,10 +154,8 @@ def _curves(ctx: _Exp):
         if csv.is_file():
             curves[r["trial_id"]] = (pd.read_csv(csv), r["status"])
     s = ctx.settings
-    rungs, r = [], s.get("grace_period", 1)
-    while r < s.get("max_epochs", 1):
-        rungs.append(r)
-        r *= s.get("reduction_factor", 2)
+    rungs = (rung_epochs(s.get("grace_period", 1), s.get("reduction_factor", 2),
+                         s.get("max_epochs", 1)) if s.get("scheduler", "asha") == "asha" else [])
     missing = len(ctx.table) - len(curves)
     body = _img(ctx, "curves.png", lambda p: plots.curves_png(
         curves, rungs, s.get("max_epochs", 1), p), "validation F1 per epoch")
@@ -166,9 +167,9 @@ def _curves(ctx: _Exp):
 def _parallel(ctx: _Exp):
     t, space = ctx.table, ctx.settings.get("space", {})
     # Varied: more than one value, "does not apply" counting as one (alpha: rmsprop only).
-    params = [p for p in _params(t)
+    params = [p for p in _params(ctx)
               if t[p].map(lambda v: plots.value_key(v) if pd.notna(v) else "n/a").nunique() > 1]
-    fixed = [f"{p}={plots.value_key(t[p].dropna().iloc[0])}" for p in _params(t)
+    fixed = [f"{p}={plots.value_key(t[p].dropna().iloc[0])}" for p in _params(ctx)
              if p not in params]
     if not params:
         return ("parallel", "Hyperparameters (parallel coordinates)",

@@ -25,9 +25,19 @@ from __future__ import annotations
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-__all__ = ["FlooredASHA", "CHANCE_F1"]
+__all__ = ["FlooredASHA", "CHANCE_F1", "rung_epochs"]
 
 CHANCE_F1 = 0.5
+
+
+def rung_epochs(grace_period: int, reduction_factor: int, max_epochs: int) -> list[int]:
+    """The epochs at which ASHA compares trials: grace * factor**k up to the cap (Ray's
+    `_Bracket` milestones for a single bracket, the only one ASHA builds by default)."""
+    rungs, r = [], grace_period
+    while r <= max_epochs:
+        rungs.append(r)
+        r *= reduction_factor
+    return rungs
 
 
 class FlooredASHA(ASHAScheduler):

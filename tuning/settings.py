@@ -90,6 +90,13 @@ class TuneSettings:
     def storage_path(self) -> str:
         return self.storage or str(Path(self.results).resolve())
 
+    @property
+    def tune_path(self) -> str:
+        """Where Ray Tune keeps this experiment (its state, trials and checkpoints).
+        A URI (s3://...) must not go through Path, which would fold its "//"."""
+        return (f"{self.storage.rstrip('/')}/{self.name}" if self.storage
+                else str(self.exp_dir))
+
     def save(self) -> None:
         write_json(dataclasses.asdict(self), self.exp_dir / SETTINGS_FILE)
 

@@ -4,6 +4,7 @@ tune --address` across both, a worker killed mid-run, and a SIGKILLed driver res
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -46,18 +47,18 @@ class Cluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _start(self, name: str, *args: str) -> None:
-        p = subprocess.run([RAY, "start", "--num-cpus=1", "--node-ip-address=127.0.0.1",
+    def _start(self, name: str, *args: str, cpus: int = 1) -> None:
+        p = subprocess.run([RAY, "start", f"--num-cpus={cpus}", "--node-ip-address=127.0.0.1",
                             f"--temp-dir={self.root / name}", "--disable-usage-stats", *args],
                            env=self.env, capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr[-2000:]
 
-    def start_head(self) -> None:
+    def start_head(self, cpus: int = 1) -> None:
         self._start("head", "--head", f"--port={self.port}", "--include-dashboard=false",
-                    "--dashboard-host=127.0.0.1")
+                    "--dashboard-host=127.0.0.1", cpus=cpus)
 
-    def start_worker(self) -> None:
-        self._start("worker", f"--address={self.address}")
+    def start_worker(self, name: str = "worker") -> None:
+        self._start(name, f"--address={self.address}")
 
     def processes(self, name: str | None = None) -> list[psutil.Process]:
         tag = str(self.root / name) if name else str(self.root)
@@ -69,8 +70,8 @@ class Cluster:
                     found[c.pid] = c
         return list(found.values())
 
-    def worker_node_id(self) -> str:
-        for p in self.processes("worker"):
+    def worker_node_id(self, name: str = "worker") -> str:
+        for p in self.processes(name):
             for arg in p.cmdline():
                 if arg.startswith("--node_id="):
                     return arg.split("=", 1)[1]
@@ -86,13 +87,13 @@ class Cluster:
         psutil.wait_procs(procs, timeout=20)
 
 
-@pytest.fixture
-def cluster():
+@contextlib.contextmanager
+def _cluster(head_cpus: int):
     # Ray's unix socket paths must stay under 107 bytes: a short root, not pytest's tmp_path.
     root = Path(tempfile.mkdtemp(prefix="gt-", dir="/tmp"))
     c = Cluster(root)
     try:
-        c.start_head()
+        c.start_head(cpus=head_cpus)
         c.start_worker()
         yield c
     finally:
@@ -100,9 +101,23 @@ def cluster():
         shutil.rmtree(root, ignore_errors=True)
 
 
-def tune_cmd(cluster, data, results, name, *extra):
+@pytest.fixture
+def cluster():
+    with _cluster(head_cpus=1) as c:
+        yield c
+
+
+@pytest.fixture
+def gpu_less_head_cluster():
+    """A head that runs no work (like cluster.yaml's CPU head, which holds no GPU):
+    every trial and the retrain run on worker nodes."""
+    with _cluster(head_cpus=0) as c:
+        yield c
+
+
+def tune_cmd(cluster, data, results, name, *extra, space_text: str = SPACE):
     space = results / "space.yaml"
-    space.write_text(SPACE)
+    space.write_text(space_text)
     return [sys.executable, "-m", "gender_cli", "tune", "--address", cluster.address,
             "--data", str(data), "--results", str(results), "--name", name, "--space",
             str(space), "--cpus-per-trial", "1", "--quiet", *extra]
@@ -208,3 +223,70 @@ def test_a_killed_driver_resumes_with_every_trial_and_the_optuna_history(cluster
     assert len(complete) == 5
     settings = json.loads((exp / "experiment.json").read_text())
     assert settings["num_samples"] == 5
+
+
+def _retrain_progress(exp: Path) -> pd.DataFrame:
+    frames = [pd.read_csv(f) for f in exp.glob("retrain-*/trial_*/progress.csv")
+              if f.stat().st_size]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def test_the_retrain_runs_on_a_worker_and_survives_a_lost_worker_and_a_lost_driver(
+        gpu_less_head_cluster, synth_data, tmp_path):
+    cluster = gpu_less_head_cluster
+    results = tmp_path / "results"
+    results.mkdir()
+    exp = results / "rt"
+    # One fixed configuration whose validation F1 still climbs at the cap, so the retrain
+    # (to the peak epoch) lasts long enough to be interrupted twice.
+    fixed = SPACE.replace("width: 0.125", "width: 0.25") + (
+        "optimizer: adamw\nlr: 0.0005\nweight_decay: 0.0005\nbatch_size: 64\n"
+        "dropout: 0.1\naugment: 0.0\n")
+    p = subprocess.run(tune_cmd(cluster, synth_data, results, "rt", "--num-samples", "1",
+                                "--max-epochs", "6", "--grace-period", "6", "--no-retrain",
+                                space_text=fixed),
+                       env=cluster.env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    until = int(pd.read_csv(exp / "trials.csv")["best_epoch"].iloc[0])
+    assert until >= 4, until  # the premise of this test, not the behaviour under test
+
+    first = cluster.worker_node_id()
+    proc = subprocess.Popen([sys.executable, "-m", "gender_cli", "retrain", str(exp)],
+                            env=cluster.env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: len(_retrain_progress(exp)) >= 1, 240, "the retrain's first epoch",
+                 proc)
+        assert set(_retrain_progress(exp)["node_id"]) == {first}  # not on the head
+        cluster.kill("worker")  # the node running the retrain dies...
+        cluster.start_worker("worker2")  # ...and another takes its place
+        second = cluster.worker_node_id("worker2")
+
+        def resumed_on_second() -> bool:
+            df = _retrain_progress(exp)
+            return len(df) > 0 and bool(((df["node_id"] == second)
+                                         & (df["resumed_at_epoch"] >= 1)).any())
+
+        wait_for(resumed_on_second, 300, "the retrain resumed on the new worker", proc)
+        if _retrain_progress(exp)["epoch"].max() >= until:
+            pytest.fail("the retrain finished before the driver could be killed")
+        time.sleep(1)  # let Tune save its experiment state after that result
+        proc.send_signal(signal.SIGKILL)  # the driver dies mid-retrain
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done_before = int(_retrain_progress(exp)["epoch"].max())
+
+    p = subprocess.run([sys.executable, "-m", "gender_cli", "retrain", str(exp)],
+                       env=cluster.env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, (p.stdout + p.stderr)[-3000:]
+    df = _retrain_progress(exp)
+    last = df.iloc[-1]
+    assert int(last["epoch"]) == until
+    # Each restart continued from a checkpoint: never from epoch 1 again.
+    assert int(last["resumed_at_epoch"]) >= done_before - 1 >= 1
+    assert (df["epoch"] == 1).sum() == 1, list(df["epoch"])
+    m = json.loads((exp / "best" / "metrics.json").read_text())
+    assert m["retrain_epochs"] == until and m["epochs"] == until
+    assert m["retrain_node"] == second

@@ -2,9 +2,10 @@
 
 from types import SimpleNamespace
 
+import pytest
 from ray.tune.schedulers import TrialScheduler
 
-from tuning.scheduler import FlooredASHA
+from tuning.scheduler import FlooredASHA, rung_epochs
 
 
 def _scheduler():
@@ -81,3 +82,11 @@ def test_a_trial_whose_best_so_far_is_below_the_cutoff_is_still_stopped():
     for epoch, f1 in [(2, 0.81), (3, 0.84)]:
         assert _report(s, weaker, epoch, f1) == TrialScheduler.CONTINUE
     assert _report(s, weaker, 4, 0.83) == TrialScheduler.STOP
+
+
+@pytest.mark.parametrize("grace, factor, cap", [(2, 3, 20), (2, 2, 8), (1, 2, 3), (1, 4, 10),
+                                                (3, 3, 100)])
+def test_rung_epochs_are_the_milestones_rays_asha_builds(grace, factor, cap):
+    s = FlooredASHA(metric="val_f1", mode="max", time_attr="training_iteration", max_t=cap,
+                    grace_period=grace, reduction_factor=factor)
+    assert rung_epochs(grace, factor, cap) == sorted(r for r, _ in s._brackets[0]._rungs)

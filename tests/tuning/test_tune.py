@@ -10,7 +10,7 @@ import ray
 
 from gender.images import decode_image
 from gender.predict import Predictor
-from tuning.experiment import run_experiment
+from tuning.experiment import put_data, run_experiment
 from tuning.outputs import STATUSES
 from tuning.settings import TuneSettings
 from tuning.space import QUICK_SPACE, load_space
@@ -131,3 +131,58 @@ def test_an_open_number_of_trials_needs_a_time_budget(tmp_path):
 
     with pytest.raises(ConfigError, match="--time-budget"):
         TuneSettings(data="x", name="n", results=str(tmp_path), num_samples=None)
+
+
+def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field(
+        synth_data, tmp_path):
+    # Fields outside the default space: before, trials.csv dropped them and the retrain
+    # rebuilt its config from that table, so `ema: 0` came back as the default EMA.
+    space = load_space(None, base={**QUICK_SPACE, "arch": {"choices": ["vgg11"]},
+                                   "width": {"choices": [0.125]}})
+    space.update({"ema": {"choices": [0.0]}, "lr_schedule": {"choices": ["constant"]},
+                  "balance": {"choices": ["undersample"]}, "mixup": {"choices": [0.2]}})
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        settings = TuneSettings(data=str(synth_data), name="fields", results=str(tmp_path),
+                                num_samples=2, max_epochs=2, grace_period=2, space=space,
+                                seed=0)
+        run_experiment(settings, verbose=0)
+    finally:
+        ray.shutdown()
+    best = settings.exp_dir / "best"
+    cfg = json.loads((best / "config.json").read_text())
+    assert (cfg["ema"], cfg["lr_schedule"], cfg["balance"], cfg["mixup"]) == (
+        0.0, "constant", "undersample", 0.2)
+    trials = pd.read_csv(settings.exp_dir / "trials.csv")
+    assert set(trials["ema"]) == {0.0} and set(trials["balance"]) == {"undersample"}
+    # Undersampling acted on the retrain's own rows: train+val with the classes equalised.
+    splits = pd.read_csv(settings.exp_dir / "splits.csv")
+    fit_rows = splits[splits["split"].isin(["train", "val"])]
+    m = json.loads((best / "metrics.json").read_text())
+    assert m["n_train"] == 2 * int(fit_rows["label"].value_counts().min())
+
+
+def test_two_training_seeds_test_on_the_same_faces(synth_data, tmp_path):
+    from gender.pipeline import prepare
+
+    # Without a partition file, as in the real data: the split is drawn, by its own seed.
+    data = tmp_path / "no-partition"
+    data.mkdir()
+    (data / "img_align_celeba").symlink_to(synth_data / "img_align_celeba")
+    for name in ("list_attr_celeba.txt", "identity_CelebA.txt"):
+        (data / name).write_bytes((synth_data / name).read_bytes())
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        tests = []
+        for seed in (0, 1):  # the experiment's split, as `gender tune --seed` writes it
+            s = TuneSettings(data=str(data), name=f"seed{seed}", results=str(tmp_path),
+                             space=load_space(None, base=QUICK_SPACE), seed=seed)
+            put_data(s, [32], fresh_splits=True)
+            sp = pd.read_csv(s.exp_dir / "splits.csv")
+            tests.append(set(sp.loc[sp["split"] == "test", "image"]))
+    finally:
+        ray.shutdown()
+    assert tests[0] == tests[1]
+    # ...while the split's own seed does move it.
+    c = prepare(data, 32, split_seed=1)
+    assert set(c.splits.loc[c.splits["split"] == "test", "image"]) != tests[0]
