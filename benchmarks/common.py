@@ -19,7 +19,7 @@ import torch
 from gender.pipeline import default_data_dir, write_json
 
 __all__ = ["Options", "REAL_DATA", "machine", "data_dir", "fmt_table", "save", "tune_once",
-           "trial_frames", "set_threads"]
+           "trial_frames", "set_threads", "train_job"]
 
 REPO = Path(__file__).resolve().parents[1]
 # Real faces (CelebA subset) live beside the repository, never inside it (licence).
@@ -139,3 +139,39 @@ def trial_frames(exp_dir: Path) -> pd.DataFrame:
         if len(df):
             frames.append(df.assign(trial=csv.parent.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def train_job(data: str, cfg_dict: dict, split: tuple[str, ...], until: int | None,
+              evaluate_on: str, train_fraction: float = 1.0, fraction_seed: int = 0) -> dict:
+    """One training run with the project's loop, one thread, meant for a fresh worker
+    process: -> its per-epoch validation F1 (when training on train only) and its final
+    metrics on `evaluate_on`. `train_fraction`: keep that share of the training rows
+    (whole identities drawn at random) for learning curves."""
+    import numpy as np
+
+    from gender.config import TrainConfig
+    from gender.engine import Trainer, evaluate
+    from gender.pipeline import prepare
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig.from_dict(cfg_dict)
+    prep = prepare(data, cfg.image_size)
+    if train_fraction < 1.0:
+        rows = prep.data.splits["train"]
+        ids = prep.splits.set_index("image").loc[[prep.index.samples[i].name for i in rows],
+                                                 "identity"].fillna("").to_numpy()
+        groups = np.unique(ids)
+        keep = np.random.default_rng(fraction_seed).permutation(groups)[
+            : int(round(train_fraction * len(groups)))]
+        prep.data.splits["train"] = rows[np.isin(ids, keep)]
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, prep.data, "cpu", train_split=split,
+                      eval_split="val" if split == ("train",) else None)
+    history = trainer.fit(until=until)
+    ev = evaluate(trainer.eval_model, prep.data, prep.data.splits[evaluate_on], "cpu")
+    ev.pop("probs")
+    return {"val_f1_curve": [h["val_f1"] for h in history if "val_f1" in h],
+            "final": {k: ev[k] for k in ("accuracy", "f1", "auc", "recall_female",
+                                         "recall_male")},
+            "epochs": trainer.epoch, "n_train": int(len(trainer.train_idx)),
+            "seconds": time.perf_counter() - t0}

@@ -31,10 +31,11 @@ from gender.constants import (
 from gender.data.layouts import DatasetIndex, read_dataset
 from gender.data.splits import make_splits, read_splits, write_splits
 from gender.data.tensors import TensorData, load_arrays
-from gender.engine import Trainer, evaluate
-from gender.export import save_model
+from gender.engine import Trainer
+from gender.export import Deployable, LoadedModel, save_model
 from gender.io import atomic_path, check_writable_dir, write_json
-from gender.metrics import measure_latency, measure_throughput
+from gender.metrics import binary_metrics, interval_metrics, measure_latency, measure_throughput
+from gender.predict import Predictor
 
 __all__ = ["Prepared", "prepare", "default_data_dir", "resolve_data", "finish_run",
            "environment", "train_command", "write_predictions"]
@@ -111,32 +112,48 @@ def write_predictions(prep: Prepared, split: str, probs: np.ndarray, path: Path)
     return path
 
 
-def finish_run(trainer: Trainer, prep: Prepared, out: Path, train_seconds: float,
-               extra: dict | None = None) -> dict:
-    """Test once on the held-out split, time inference, write every output file."""
+def finish_run(trainers: Trainer | list[Trainer], prep: Prepared, out: Path,
+               train_seconds: float, extra: dict | None = None, *, tta_flip: bool = False,
+               temperature: float = 1.0, config: dict | None = None) -> dict:
+    """Test once on the held-out split, time inference, write every output file.
+
+    `trainers`: one trained model, or an ensemble's members; with `tta_flip` and
+    `temperature` they form the exported `Deployable`, and the test figures are that
+    module's, computed through the same `Predictor` as `gender predict`.
+    `config`: what config.json says (default: the single model's TrainConfig).
+    """
+    trainers = trainers if isinstance(trainers, list) else [trainers]
     out.mkdir(parents=True, exist_ok=True)
-    cfg = trainer.cfg
-    test = evaluate(trainer.eval_model, prep.data, prep.data.splits["test"], trainer.runtime)
-    probs = test.pop("probs")
-    cpu = torch.device("cpu")
-    model = trainer.eval_model.to(cpu).eval()
-    # Timings on this machine's CPU: what `gender predict` will see here.
+    configs = [t.cfg for t in trainers]
+    members = [t.eval_model.to("cpu").eval() for t in trainers]
+    loaded = LoadedModel(out / MODEL_FILE, Deployable(members, tta_flip, temperature).eval(),
+                         configs)
+    idx = prep.data.splits["test"]
+    y = prep.data.labels[idx].numpy()
+    probs = Predictor(loaded, str(trainers[0].device)).predict_arrays(prep.data.images[idx].numpy())
+    cpu = Predictor(loaded, "cpu")  # timings on this machine's CPU: what predict sees here
+    size = configs[0].image_size
     metrics = {
-        **test, "n_test": int(len(prep.data.splits["test"])),
-        **measure_latency(model, cfg.image_size, cpu, iters=30),
-        "images_per_s_batch64": measure_throughput(model, cfg.image_size, cpu, 64),
-        "train_seconds": train_seconds, "epochs": trainer.epoch,
+        **binary_metrics(y, probs), **interval_metrics(y, probs), "n_test": int(len(idx)),
+        **measure_latency(cpu.module, size, "cpu", iters=30, uint8_input=True),
+        "images_per_s_batch64": measure_throughput(cpu.module, size, "cpu", 64,
+                                                   uint8_input=True),
+        "train_seconds": train_seconds, "epochs": trainers[0].epoch,
+        "members": len(members), "tta_flip": bool(tta_flip), "temperature": float(temperature),
         "data": str(prep.index.root), "data_fingerprint": prep.index.fingerprint(),
         "test_predictions": PREDICTIONS_FILE,
         **(extra or {}),
     }
     write_predictions(prep, "test", probs, out / PREDICTIONS_FILE)
-    save_model(out / MODEL_FILE, model, cfg, metrics)
-    write_json(cfg.to_dict(), out / CONFIG_FILE)
+    save_model(out / MODEL_FILE, members, configs, metrics, tta_flip=tta_flip,
+               temperature=temperature)
+    write_json(config if config is not None else configs[0].to_dict(), out / CONFIG_FILE)
     write_json(metrics, out / METRICS_FILE)
     write_json(environment(), out / ENVIRONMENT_FILE)
+    history = [{"member": i, **h} for i, t in enumerate(trainers) for h in t.history]
     with atomic_path(out / HISTORY_FILE) as tmp:
-        pd.DataFrame(trainer.history).to_csv(tmp, index=False)
+        pd.DataFrame(history).drop(columns=["member"] if len(trainers) == 1 else []).to_csv(
+            tmp, index=False)
     write_splits(prep.splits, out / SPLITS_FILE)
     return metrics
 

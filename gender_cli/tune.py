@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+from gender.constants import BEST_DIR, CONFIG_FILE
+from gender.io import read_json
 from gender_cli.flags import nonneg_int, pos_int, positive
 from gender_cli.flags import number as float_
 
@@ -43,6 +44,13 @@ def add_commands(sub) -> None:
     tu.add_argument("--split-seed", type=nonneg_int, default=0,
                     help="seed of the train/val/test split, independent of --seed (default 0)")
     tu.add_argument("--no-retrain", dest="retrain", action="store_false")
+    tu.add_argument("--ensemble", type=pos_int, default=None, metavar="K",
+                    help="export the top K distinct configurations, retrained and averaged "
+                         "(default 3; 1 = the single best)")
+    tu.add_argument("--no-tta", dest="tta", action="store_false", default=None,
+                    help="don't average each picture with its mirror image")
+    tu.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
+                    help="don't fit a temperature to the validation predictions")
     tu.add_argument("--quick", action="store_true", help="small preset, about 3 minutes")
     tu.add_argument("--resume", default=None, metavar="EXPERIMENT",
                     help="continue results/<name> after an interrupted driver")
@@ -73,7 +81,8 @@ def _settings(args):
     # Every flag is checked before anything slow (drawing data, starting Ray) happens.
     preset = QUICK if args.quick else {}
     given = {k: getattr(args, k) for k in ("num_samples", "max_epochs", "grace_period",
-                                           "reduction_factor", "time_budget")
+                                           "reduction_factor", "time_budget", "ensemble",
+                                           "tta", "calibrate")
              if getattr(args, k) is not None}
     if "time_budget" in given and "num_samples" not in given:
         given["num_samples"] = None  # the budget, not a count, ends the search
@@ -97,17 +106,26 @@ def _summary(settings, summary: dict) -> None:
         f"{n} {s}" for s, n in sorted(summary["statuses"].items())))
     best = summary.get("best")
     if best:
-        cfg = {k: v for k, v in json.loads(
-            (exp / "best" / "config.json").read_text()).items() if v is not None}
         from tuning.space import CONDITIONAL
 
-        shown = {k: v for k, v in cfg.items()
-                 if k not in CONDITIONAL or cfg.get("optimizer") in CONDITIONAL[k]}
-        print("best configuration: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
-        print(f"test (held-out, once): accuracy {best['accuracy']:.4f}  F1 {best['f1']:.4f}  "
-              f"AUC {best['auc']:.4f}  latency p50 {best['latency_ms_p50']:.2f} ms  "
-              f"{best['images_per_s_batch64']:.0f} img/s at batch 64")
-        print(f"best model: {exp / 'best'}  (gender predict {exp / 'best'} IMAGES...)")
+        export = read_json(exp / BEST_DIR / CONFIG_FILE)
+        for m in export["members"]:
+            cfg = {k: v for k, v in m["config"].items() if v is not None}
+            shown = {k: v for k, v in cfg.items()
+                     if k not in CONDITIONAL or cfg.get("optimizer") in CONDITIONAL[k]}
+            print(f"member (trial {m['trial_id']}, {m['retrain_epochs']} epochs): "
+                  + ", ".join(f"{k}={v}" for k, v in shown.items()))
+        print(f"exported: {len(export['members'])} member(s), mirrored picture "
+              f"{'on' if export['tta_flip'] else 'off'}, temperature "
+              f"{export['temperature']:.3f}")
+        lo, hi = best["accuracy_ci95"]
+        print(f"test (held-out, once, {best['n_test']} images): accuracy {best['accuracy']:.4f} "
+              f"(95% {lo:.3f}-{hi:.3f})  F1 {best['f1']:.4f}  AUC {best['auc']:.4f}  "
+              f"recall female {best['recall_female']:.3f} / male {best['recall_male']:.3f}  "
+              f"ECE {best['ece']:.3f}")
+        print(f"latency p50 {best['latency_ms_p50']:.2f} ms, "
+              f"{best['images_per_s_batch64']:.0f} img/s at batch 64 (this machine's CPU)")
+        print(f"best model: {exp / BEST_DIR}  (gender predict {exp / BEST_DIR} IMAGES...)")
     print(f"outputs: {exp}  (trials.csv, best/, splits.csv)")
     if summary.get("report"):
         print(f"report: {summary['report']}")

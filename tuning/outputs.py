@@ -17,7 +17,8 @@ import pandas as pd
 from gender.io import atomic_path
 from tuning.space import CONDITIONAL
 
-__all__ = ["Outcome", "outcome", "trials_table", "write_trials", "pick_best", "STATUSES"]
+__all__ = ["Outcome", "outcome", "trials_table", "write_trials", "pick_best", "rank_trials",
+           "STATUSES"]
 
 STATUSES = ("completed", "stopped early", "diverged", "errored")
 _METRICS = ("val_f1", "val_accuracy", "val_precision", "val_recall", "val_auc", "val_loss",
@@ -103,13 +104,17 @@ def write_trials(table: pd.DataFrame, path: Path) -> None:
         table.drop(columns=["path"], errors="ignore").to_csv(tmp, index=False)
 
 
-def pick_best(table: pd.DataFrame) -> pd.Series | None:
-    """Highest best validation F1; ties go to lower latency. Diverged and errored
-    trials can never be best."""
+def rank_trials(table: pd.DataFrame) -> pd.DataFrame:
+    """Trials that trained, best first: highest best validation F1, ties to lower latency.
+    Diverged and errored trials are never ranked."""
+    if not len(table):
+        return table
     ok = table[table["status"].isin(["completed", "stopped early"])]
     ok = ok[ok["best_val_f1"].notna()]
-    if not len(ok):
-        return None
-    ranked = ok.assign(_f1=ok["best_val_f1"].round(6)).sort_values(
-        ["_f1", "best_latency_ms_p50"], ascending=[False, True])
-    return ranked.iloc[0].drop(labels="_f1")
+    return ok.assign(_f1=ok["best_val_f1"].round(6)).sort_values(
+        ["_f1", "best_latency_ms_p50"], ascending=[False, True]).drop(columns="_f1")
+
+
+def pick_best(table: pd.DataFrame) -> pd.Series | None:
+    ranked = rank_trials(table)
+    return ranked.iloc[0] if len(ranked) else None

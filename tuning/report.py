@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gender.constants import BEST_DIR, PREDICTIONS_FILE, REPORT_DIR
+from gender.constants import BEST_DIR, CONFIG_FILE, PREDICTIONS_FILE, REPORT_DIR
 from gender.constants import JOURNAL_FILE as JOURNAL
 from gender.errors import UserError
 from gender.io import write_text
@@ -28,7 +28,7 @@ from tuning.settings import SETTINGS_FILE
 __all__ = ["write_report", "param_importances", "REPORT_DIR"]
 
 _PNGS = ("curves.png", "parallel.png", "importance.png", "pareto.png", "confusion.png",
-         "roc.png")
+         "roc.png", "reliability.png")
 _SCORES = ("best_val_f1", "best_val_accuracy", "best_latency_ms_p50", "best_epoch", "epochs",
            "status", "seconds")
 # Hyperparameters keep their trials.csv names; the best-epoch scores get short headers.
@@ -284,13 +284,20 @@ def _roc(ctx: _Exp):
     return (fpr, tpr, auc), f"ROC of the {len(y)} test images' saved probabilities."
 
 
+def _ci(m: dict, key: str) -> str:
+    lo, hi = (m.get(f"{key}_ci95") or [None, None])[:2]
+    if key not in m or lo is None:
+        return _fmt(m.get(key))
+    return f"{m[key]:.4f} (95% {lo:.3f} to {hi:.3f})"
+
+
 def _best(ctx: _Exp):
     title = "Best model (retrained on train+val, tested once)"
     m = ctx.best
     if m is None:
         return ("best", title, _note(
             "No best/ folder: the retrain has not run (gender retrain results/NAME)."))
-    cfg = ctx.dir / "best" / "config.json"
+    cfg = ctx.dir / BEST_DIR / CONFIG_FILE
     body = "<div class=row>"
     if "confusion" in m:
         body += _img(ctx, "confusion.png", lambda p: plots.confusion_png(m["confusion"], p),
@@ -298,16 +305,36 @@ def _best(ctx: _Exp):
     roc, note = _roc(ctx)
     if roc is not None:
         body += _img(ctx, "roc.png", lambda p: plots.roc_png(*roc, p), "ROC curve")
+    if m.get("reliability"):
+        body += _img(ctx, "reliability.png",
+                     lambda p: plots.reliability_png(m["reliability"], m["ece"], p),
+                     "reliability diagram")
     body += "</div>" + (_note(note.strip()) if note else "")
-    keys = ("trial_id", "accuracy", "f1", "auc", "precision", "recall", "recall_female",
-            "recall_male", "n_test", "n_train", "epochs", "trained_on", "val_f1_in_tuning")
+    facts = {"trial_id": m.get("trial_id"), "members": m.get("member_trials"),
+             "accuracy": _ci(m, "accuracy"), "recall_female": _ci(m, "recall_female"),
+             "recall_male": _ci(m, "recall_male"), "f1": m.get("f1"), "auc": m.get("auc"),
+             "ece": m.get("ece"), "nll": m.get("nll"), "n_test": m.get("n_test"),
+             "n_female / n_male": f"{m.get('n_female')} / {m.get('n_male')}",
+             "n_train": m.get("n_train"), "epochs": m.get("epochs"),
+             "trained_on": m.get("trained_on"), "tta_flip": m.get("tta_flip"),
+             "temperature": m.get("temperature"), "val_f1_in_tuning": m.get("val_f1_in_tuning")}
     timing = ("latency_ms_p50", "latency_ms_p95", "images_per_s_batch64", "train_seconds")
     body += "<div class=row><div><h3>Test metrics</h3>" + _kv(
-        {k: m[k] for k in keys if k in m}) + "</div><div><h3>Timings (CPU of the retrain)</h3>"
+        {k: v for k, v in facts.items() if v is not None})
+    body += _note("Intervals: Wilson 95 %: what a difference of one point means at this "
+                  "test size. ECE: expected calibration error of the shown confidence.")
+    body += "</div><div><h3>Timings (CPU of the retrain)</h3>"
     body += _kv({k: m[k] for k in timing if k in m}) + "</div>"
     if cfg.is_file():
-        body += "<div><h3>Configuration</h3>" + _kv(_json(cfg)) + "</div>"
-    return ("best", title, body + "</div>")
+        body += "<div><h3>What was exported (config.json)</h3>" + _kv(_json(cfg)) + "</div>"
+    body += "</div>"
+    if m.get("validation_comparison"):
+        body += ("<h3>Export recipes compared on the validation split</h3>"
+                 + _table(m["validation_comparison"], "sortable")
+                 + _note("Members' trial checkpoints (trained on the training split) on the "
+                         "validation split; temperature 'out of fold': fitted on one half, "
+                         "scored on the other."))
+    return ("best", title, body)
 
 
 def _provenance(ctx: _Exp):

@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from gender.io import atomic_path
 
 __all__ = ["figure", "save", "curves_png", "parallel_png", "importance_png", "pareto_png",
-           "confusion_png", "roc_png", "value_key"]
+           "confusion_png", "roc_png", "reliability_png", "value_key"]
 
 _STYLE = {"completed": "-", "stopped early": "-", "diverged": "--", "errored": ":"}
 
@@ -189,5 +189,26 @@ def roc_png(fpr: np.ndarray, tpr: np.ndarray, auc: float, path: Path) -> Path:
            ylabel="true positive rate (male)", title="test ROC, P(male)", xlim=(0, 1),
            ylim=(0, 1.01))
     ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def reliability_png(table: list[dict], ece: float, path: Path) -> Path:
+    """Accuracy against shown confidence per bin (metrics.json "reliability"); the
+    diagonal is a perfectly calibrated model, the bars' widths are the bins."""
+    fig = figure(4.2, 3.8)
+    ax = fig.add_subplot()
+    ax.plot([0.5, 1], [0.5, 1], ":", color="0.6")
+    for row in table:
+        width = row["high"] - row["low"]
+        ax.bar(row["low"], row["accuracy"], width=width, align="edge", color="tab:blue",
+               alpha=0.6, edgecolor="white")
+        ax.text(row["low"] + width / 2, 0.51, str(row["n"]), ha="center", fontsize=6,
+                color="0.3")
+    ax.plot([r["confidence"] for r in table], [r["accuracy"] for r in table], "o-",
+            color="tab:red", ms=4, label=f"ECE {ece:.3f}")
+    ax.set(xlabel="shown confidence max(p, 1 - p)", ylabel="accuracy in the bin",
+           title="test reliability (numbers: images)", xlim=(0.5, 1), ylim=(0.5, 1.01))
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     return save(fig, path)

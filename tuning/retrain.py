@@ -1,18 +1,24 @@
-"""Retrain the best trial on train+val, exactly as it trained, where it trained; test it
-once; export it to `best/`.
+"""Retrain the best trials on train+val, exactly as they trained, where they trained; test
+the exported model once; write `best/`.
 
-The best trial is chosen from Ray Tune's own records of the search (`outputs.outcome` on
-each trial's results), and its `TrainConfig` is the one saved with its checkpoint, so
-every hyperparameter a `--space` searched comes along. The retrain keeps the trial's
-learning-rate schedule (a cosine over `--max-epochs`) and stops at the epoch where the
-trial's validation F1 peaked.
+Members. The best trials are chosen from Ray Tune's own records of the search
+(`outputs.outcome` on each trial's results); with `--ensemble K` the top K distinct
+configurations that share the best trial's image size. Each member's `TrainConfig` is the
+one saved with its trial's checkpoint, so every hyperparameter a `--space` searched comes
+along. A member keeps its trial's learning-rate schedule (a cosine over `--max-epochs`)
+and stops at the epoch where that trial's validation F1 peaked.
 
-It runs as a one-trial Ray Tune experiment inside the experiment folder
-(`retrain-<plan>/`): on the trial's resources (its GPU fraction or CPUs, on whatever
-node has them), reading the data from the object store, checkpointing every epoch. A
-killed worker restarts from its last epoch (Tune's failure handling); a killed driver
-resumes from it on `gender retrain results/NAME` (or `gender tune --resume`). The plan
-(trial, config, epochs) names the folder, so a different plan never overwrites one.
+The recipe. Before retraining, the members' trial checkpoints (trained on the training
+split only) are run on the validation split: `gender.ensemble.compare_recipes` records
+single vs ensemble, with and without the mirrored picture, with and without a temperature
+(`metrics.json` "validation_comparison"), and the export's temperature is fitted there.
+
+Where. The retrain is a Ray Tune experiment inside the experiment folder
+(`retrain-<plan>/`, one trial per member): on the trials' resources (a GPU fraction or
+CPUs, on whatever node has them), reading the data from the object store, checkpointing
+every epoch. A killed worker restarts a member from its last epoch (Tune's failure
+handling); a killed driver resumes on `gender retrain results/NAME` (or `gender tune
+--resume`). The plan names the folder, so a different plan never overwrites one.
 """
 
 from __future__ import annotations
@@ -26,94 +32,158 @@ from ray import tune
 from gender.config import TrainConfig
 from gender.constants import BEST_DIR, MODEL_FILE, RETRAIN_DIR
 from gender.engine import Trainer
+from gender.ensemble import compare_recipes, recipe_temperature, view_probs
 from gender.errors import UserError
 from gender.export import load_model
-from gender.pipeline import finish_run
+from gender.pipeline import Prepared, finish_run
 from tuning.cluster import start_ray
 from tuning.experiment import put_data, search_results, trial_dirname, trial_resources
-from tuning.outputs import pick_best, trials_table
+from tuning.outputs import rank_trials, trials_table
 from tuning.settings import TuneSettings
-from tuning.trainable import RETRAIN, checkpoint_config, load_checkpoint, train_trial
+from tuning.trainable import RETRAIN, load_checkpoint, train_trial
 
 __all__ = ["retrain_best", "retrain_plan"]
 
 
-def retrain_plan(results, settings: TuneSettings) -> dict:
-    """{"trial_id", "config", "until", "val_f1"}: the best trial, its own TrainConfig (from
-    its checkpoint) and the epoch it peaked at."""
+def _best_checkpoint(result):
+    """The trial's checkpoint of its best validation F1 (Ray keeps it by that score)."""
+    if result.best_checkpoints:
+        return max(result.best_checkpoints, key=lambda c: c[1].get("val_f1", -1.0))[0]
+    return result.checkpoint
+
+
+def retrain_plan(results, settings: TuneSettings) -> list[dict]:
+    """The members: [{"trial_id", "config", "until", "val_f1", "checkpoint"}], best first.
+
+    Distinct configurations only, all at the best trial's image size (one decoded
+    picture feeds every member).
+    """
     table = trials_table(results, settings.max_epochs)
-    best = pick_best(table) if len(table) else None
-    if best is None:
+    ranked = rank_trials(table)
+    if not len(ranked):
         raise UserError(f"{settings.exp_dir}: no trial finished without diverging or erroring")
-    trial_id = str(best["trial_id"])
-    result = next(r for r in results if Path(r.path).name == f"trial_{trial_id}")
-    if result.checkpoint is None:
-        raise UserError(f"{settings.exp_dir}: trial {trial_id} left no checkpoint to read "
-                        "its configuration from")
-    with result.checkpoint.as_directory() as d:
-        cfg = checkpoint_config(d)
-    return {"trial_id": trial_id, "config": cfg.to_dict(), "until": int(best["best_epoch"]),
-            "val_f1": float(best["best_val_f1"])}
+    by_dir = {Path(r.path).name: r for r in results}
+    members: list[dict] = []
+    for _, row in ranked.iterrows():
+        result = by_dir[f"trial_{row['trial_id']}"]
+        ckpt = _best_checkpoint(result)
+        if ckpt is None:
+            continue
+        with ckpt.as_directory() as d:
+            state = load_checkpoint(d)
+        cfg = TrainConfig.from_dict(state["config"])
+        if members and (cfg.image_size != members[0]["config"]["image_size"]
+                        or any(m["config"] == cfg.to_dict() for m in members)):
+            continue
+        members.append({"trial_id": str(row["trial_id"]), "config": cfg.to_dict(),
+                        "until": int(row["best_epoch"]), "val_f1": float(row["best_val_f1"]),
+                        "state": state})
+        if len(members) == settings.ensemble:
+            break
+    if not members:
+        raise UserError(f"{settings.exp_dir}: the best trials left no checkpoint")
+    return members
 
 
-def _plan_name(plan: dict) -> str:
-    key = json.dumps({k: plan[k] for k in ("trial_id", "config", "until")}, sort_keys=True)
+def _trainer(plan: dict, prep: Prepared, state: dict, split) -> Trainer:
+    cfg = TrainConfig.from_dict(plan["config"])
+    trainer = Trainer(cfg, prep.data, "cpu", train_split=split, eval_split=None)
+    trainer.load_state_dict(state)
+    return trainer
+
+
+def _recipe(members: list[dict], prep: Prepared, settings: TuneSettings) -> dict:
+    """Compare recipes on the validation split with the members' trial checkpoints, and
+    fit the export's temperature there."""
+    val = prep.data.splits["val"]
+    images, y = prep.data.images[val].numpy(), prep.data.labels[val].numpy()
+    views = [view_probs(_trainer(m, prep, m["state"], "train").eval_model, images)
+             for m in members]
+    k = len(members)
+    temperature = recipe_temperature(views, y, k, settings.tta) if settings.calibrate else 1.0
+    return {"comparison": compare_recipes(views, y, max(k, 3)), "temperature": temperature,
+            "temperature_fitted_on": (f"the validation predictions of the {k} member trials' "
+                                      "own checkpoints (trained on the training split)")
+            if settings.calibrate else None}
+
+
+def _plan_name(members: list[dict]) -> str:
+    key = json.dumps([{k: m[k] for k in ("trial_id", "config", "until")} for m in members],
+                     sort_keys=True)
     return f"{RETRAIN_DIR}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def _run(settings: TuneSettings, plan: dict, data: dict, verbose: int):
-    """Fit (or resume) the retrain's one-trial Tune experiment -> its Result."""
+def _run(settings: TuneSettings, members: list[dict], data: dict, verbose: int) -> list:
+    """Fit (or resume) the retrain's Tune experiment -> one Result per member, in order."""
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
-    res = trial_resources(settings)
+    plans = [{k: m[k] for k in ("trial_id", "config", "until")} for m in members]
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
-                                    res.as_dict())
-    name = _plan_name(plan)
+                                    trial_resources(settings).as_dict())
+    name = _plan_name(members)
     path = f"{settings.tune_path}/{name}"
     if tune.Tuner.can_restore(path):
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:
         tuner = tune.Tuner(
-            trainable, param_space={RETRAIN: plan},
+            trainable, param_space={RETRAIN: tune.grid_search(plans)},
             tune_config=tune.TuneConfig(num_samples=1, trial_name_creator=trial_dirname,
                                         trial_dirname_creator=trial_dirname),
             run_config=RunConfig(name=name, storage_path=settings.tune_path, verbose=verbose,
                                  checkpoint_config=CheckpointConfig(num_to_keep=1),
                                  failure_config=FailureConfig(max_failures=3)))
-    result = tuner.fit()[0]
-    if result.error is not None:
-        raise UserError(f"the retrain of trial {plan['trial_id']} failed: "
-                        f"{str(result.error).splitlines()[0][:300]}")
-    if (result.metrics or {}).get("diverged") == 1:
-        raise UserError(f"the retrain of trial {plan['trial_id']} diverged "
-                        f"({result.metrics.get('diverged_reason', 'NaN loss')})")
-    return result
+    by_trial = {}
+    for result in tuner.fit():
+        plan = result.config[RETRAIN]
+        if result.error is not None:
+            raise UserError(f"the retrain of trial {plan['trial_id']} failed: "
+                            f"{str(result.error).splitlines()[0][:300]}")
+        if (result.metrics or {}).get("diverged") == 1:
+            raise UserError(f"the retrain of trial {plan['trial_id']} diverged "
+                            f"({result.metrics.get('diverged_reason', 'NaN loss')})")
+        by_trial[plan["trial_id"]] = result
+    return [by_trial[m["trial_id"]] for m in members]
 
 
 def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict:
-    """Retrain the best trial into `best/` (model.pt, config.json, metrics.json, ...)."""
+    """Retrain the best trial(s) into `best/` (model.pt, config.json, metrics.json, ...)."""
     exp = Path(exp_dir)
     settings = TuneSettings.load(exp)
     start_ray(settings.address, quiet=quiet)
-    plan = retrain_plan(results if results is not None else search_results(settings),
-                        settings)
-    cfg = TrainConfig.from_dict(plan["config"])
+    members = retrain_plan(results if results is not None else search_results(settings),
+                           settings)
+    size = members[0]["config"]["image_size"]
     if not quiet:
-        print(f"retraining trial {plan['trial_id']} on train+val for {plan['until']} of its "
-              f"{cfg.epochs} scheduled epochs (its validation F1 peaked at "
-              f"{plan['val_f1']:.4f} there)", flush=True)
-    data, prep = put_data(settings, [cfg.image_size], fresh_splits=False)
-    result = _run(settings, plan, data, verbose=0 if quiet else 1)
-    trainer = Trainer(cfg, prep.data, "cpu", train_split=("train", "val"), eval_split=None)
-    with result.checkpoint.as_directory() as d:
-        trainer.load_state_dict(load_checkpoint(d))
-    m = result.metrics or {}
-    metrics = finish_run(trainer, prep, exp / BEST_DIR, float(m.get("time_total_s", 0.0)), extra={
-        "trial_id": plan["trial_id"], "val_f1_in_tuning": plan["val_f1"],
-        "trained_on": "train+val", "n_train": int(len(trainer.train_idx)),
-        "retrain_epochs": plan["until"], "schedule_epochs": cfg.epochs,
-        "split_seed": settings.split_seed, "retrain_node": m.get("node_id"),
-        "retrain_device": m.get("device")})
+        for m in members:
+            cfg = TrainConfig.from_dict(m["config"])
+            print(f"retraining trial {m['trial_id']} ({cfg.model_name}, {size} px) on "
+                  f"train+val for {m['until']} of its {cfg.epochs} scheduled epochs (its "
+                  f"validation F1 peaked at {m['val_f1']:.4f} there)", flush=True)
+    data, prep = put_data(settings, [size], fresh_splits=False)
+    recipe = _recipe(members, prep, settings)
+    results = _run(settings, members, data, verbose=0 if quiet else 1)
+    trainers = []
+    for m, r in zip(members, results, strict=True):
+        with r.checkpoint.as_directory() as d:
+            trainers.append(_trainer(m, prep, load_checkpoint(d), ("train", "val")))
+    best = results[0].metrics or {}
+    export = {"members": [{"trial_id": m["trial_id"], "val_f1_in_tuning": m["val_f1"],
+                           "retrain_epochs": m["until"], "config": m["config"]}
+                          for m in members],
+              "tta_flip": settings.tta, "temperature": recipe["temperature"],
+              "temperature_fitted_on": recipe["temperature_fitted_on"]}
+    metrics = finish_run(
+        trainers, prep, exp / BEST_DIR,
+        sum(float((r.metrics or {}).get("time_total_s", 0.0)) for r in results),
+        tta_flip=settings.tta, temperature=recipe["temperature"], config=export, extra={
+            "trial_id": members[0]["trial_id"], "val_f1_in_tuning": members[0]["val_f1"],
+            "member_trials": [m["trial_id"] for m in members],
+            "trained_on": "train+val", "n_train": int(len(trainers[0].train_idx)),
+            "retrain_epochs": members[0]["until"],
+            "schedule_epochs": members[0]["config"]["epochs"],
+            "split_seed": settings.split_seed, "retrain_node": best.get("node_id"),
+            "retrain_device": best.get("device"),
+            "validation_comparison": recipe["comparison"]})
     load_model(exp / BEST_DIR / MODEL_FILE)  # the file just written must load the safe way
     return metrics

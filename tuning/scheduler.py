@@ -10,13 +10,12 @@ same rung before it. Two things go wrong with Ray's plain ASHA on small, noisy d
   the grace period on, any trial whose validation F1 is below a fixed floor (0.5: a coin
   flip's macro F1; predicting one class scores ~0.33), without recording it in the rungs.
   The floor reads the latest epoch: a network that predicts one class now is broken now.
-- Plain ASHA ranks a trial by its score at the rung's epoch alone. On ~560 validation
-  faces one epoch's F1 moves by a point or more (7 images) while the learning rate is high,
-  so a single dip at the rung epoch can stop the trial that would have been best (it
-  happened: CelebA, a trial at 0.934 in epoch 5 and 0.921 in epoch 6 was cut at the
-  6-epoch rung; allowed to run, it peaked at 0.959). `FlooredASHA` ranks every trial by
-  the best validation F1 it has reached so far, the same number that picks the best trial
-  (`trials.csv` best_val_f1) and the epoch count of its retrain.
+- Plain ASHA ranks a trial by its score at the rung's epoch alone. On a few hundred
+  validation faces one epoch's F1 moves by a point or more while the learning rate is
+  high, so a single dip at the rung epoch can stop the trial that would have been best
+  (the README tells the CelebA run where it did). `FlooredASHA` ranks every trial by the
+  best validation F1 it has reached so far, the same number that picks the best trial and
+  the epoch its retrain stops at.
 
 Everything else is Ray's ASHA unchanged.
 """

@@ -33,7 +33,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
     "batch_size": {"choices": [32, 64, 128]},
     "dropout": {"low": 0.0, "high": 0.5},
-    "image_size": {"choices": [64, 96]},  # 96 px: ~2.3x the compute, a little more F1
+    "image_size": {"choices": [64, 96]},
     "augment": {"low": 0.0, "high": 1.0},
 }
 

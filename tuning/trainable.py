@@ -2,7 +2,7 @@
 
 One function serves the search's trials and the final retrain. Data arrive as
 object-store references (decoded once by the driver, read zero-copy here). Each epoch
-reports metrics with a checkpoint (the trainer's whole state and its `TrainConfig`); a
+reports metrics with a checkpoint (the trainer's whole state, its `TrainConfig` included); a
 restarted trial resumes from its last checkpoint instead of epoch 1.
 
 A retrain is a trial whose params carry `RETRAIN`: {"until": k} and the exact
@@ -20,15 +20,13 @@ import torch
 from ray import tune
 
 from gender.config import TrainConfig
-from gender.constants import CONFIG_FILE
 from gender.data.tensors import TensorData
 from gender.engine import Diverged, Trainer
-from gender.io import read_json, write_json
 from gender.metrics import measure_latency
 from tuning.space import trial_config
 
-__all__ = ["train_trial", "trial_device", "load_checkpoint", "checkpoint_config",
-           "CHECKPOINT_FILE", "REPORTED", "RETRAIN"]
+__all__ = ["train_trial", "trial_device", "load_checkpoint", "CHECKPOINT_FILE", "REPORTED",
+           "RETRAIN"]
 
 CHECKPOINT_FILE = "trainer.pt"
 RETRAIN = "retrain"  # the params key of a retrain trial
@@ -55,14 +53,10 @@ def _threads() -> int:
 
 
 def load_checkpoint(checkpoint_dir: str | Path) -> dict:
-    """The trainer state a checkpoint holds (tensors and plain types only)."""
+    """The trainer state a checkpoint holds (tensors and plain types only), its
+    `TrainConfig` as a dict under "config"."""
     return torch.load(Path(checkpoint_dir) / CHECKPOINT_FILE, map_location="cpu",
                       weights_only=True)
-
-
-def checkpoint_config(checkpoint_dir: str | Path) -> TrainConfig:
-    """The `TrainConfig` a checkpoint was trained with, as the trial itself saved it."""
-    return TrainConfig.from_dict(read_json(Path(checkpoint_dir) / CONFIG_FILE))
 
 
 def train_trial(params: dict, data: dict) -> None:
@@ -93,7 +87,6 @@ def train_trial(params: dict, data: dict) -> None:
                        resumed_at_epoch=resumed_at)
         with tempfile.TemporaryDirectory() as d:
             torch.save(trainer.state_dict(), Path(d) / CHECKPOINT_FILE)
-            write_json(cfg.to_dict(), Path(d) / CONFIG_FILE)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
 
     try:

@@ -150,9 +150,11 @@ def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field
     finally:
         ray.shutdown()
     best = settings.exp_dir / "best"
-    cfg = json.loads((best / "config.json").read_text())
-    assert (cfg["ema"], cfg["lr_schedule"], cfg["balance"], cfg["mixup"]) == (
-        0.0, "constant", "undersample", 0.2)
+    for member in json.loads((best / "config.json").read_text())["members"]:
+        cfg = member["config"]
+        assert (cfg["ema"], cfg["lr_schedule"], cfg["balance"], cfg["mixup"]) == (
+            0.0, "constant", "undersample", 0.2)
+    assert Predictor(best).model.config.ema == 0.0  # and the model file says so too
     trials = pd.read_csv(settings.exp_dir / "trials.csv")
     assert set(trials["ema"]) == {0.0} and set(trials["balance"]) == {"undersample"}
     # Undersampling acted on the retrain's own rows: train+val with the classes equalised.
