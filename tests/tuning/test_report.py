@@ -139,7 +139,7 @@ def test_every_referenced_image_is_a_non_empty_png_beside_the_page(experiment):
     exp = experiment[0]
     page = _page(exp)
     expected = {"curves.png", "parallel.png", "importance.png", "pareto.png", "confusion.png",
-                "roc.png"}
+                "reliability.png", "roc.png"}
     assert set(page.images) == expected
     for src in page.images:
         png = exp / "report" / src
