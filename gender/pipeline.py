@@ -32,7 +32,7 @@ from gender.data.layouts import DatasetIndex, read_dataset
 from gender.data.splits import make_splits, read_splits, write_splits
 from gender.data.tensors import TensorData, load_arrays
 from gender.engine import Trainer, evaluate
-from gender.export import save_model
+from gender.export import export_onnx, load_model, save_model
 from gender.io import atomic_path, check_writable_dir, write_json
 from gender.metrics import measure_latency, measure_throughput
 
@@ -113,10 +113,12 @@ def write_predictions(prep: Prepared, split: str, probs: np.ndarray, path: Path)
 
 def finish_run(trainer: Trainer, prep: Prepared, out: Path, train_seconds: float,
                extra: dict | None = None) -> dict:
-    """Test once on the held-out split, time inference, write every output file."""
+    """Test once on the held-out split, time inference, write every output file
+    (model.pt and model.onnx, config, metrics, environment, history, splits)."""
     out.mkdir(parents=True, exist_ok=True)
     cfg = trainer.cfg
-    test = evaluate(trainer.eval_model, prep.data, prep.data.splits["test"], trainer.runtime)
+    test_idx = prep.data.splits["test"]
+    test = evaluate(trainer.eval_model, prep.data, test_idx, trainer.runtime)
     probs = test.pop("probs")
     cpu = torch.device("cpu")
     model = trainer.eval_model.to(cpu).eval()
@@ -132,6 +134,9 @@ def finish_run(trainer: Trainer, prep: Prepared, out: Path, train_seconds: float
     }
     write_predictions(prep, "test", probs, out / PREDICTIONS_FILE)
     save_model(out / MODEL_FILE, model, cfg, metrics)
+    # model.onnx for ONNX Runtime (here and elsewhere); the file must load the safe way and
+    # agree with PyTorch on test images before it is written.
+    export_onnx(load_model(out / MODEL_FILE), check=prep.data.images[test_idx[:32]])
     write_json(cfg.to_dict(), out / CONFIG_FILE)
     write_json(metrics, out / METRICS_FILE)
     write_json(environment(), out / ENVIRONMENT_FILE)
