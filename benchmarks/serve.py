@@ -137,7 +137,7 @@ async def _load(url: str, bodies: list[bytes], clients: int, seconds: float) -> 
 def run(opts: Options) -> dict:
     import ray
 
-    from serving.app import ServeOptions
+    from serving.options import ServeOptions
     from serving.run import start, stop
     from tuning.cluster import start_ray
 

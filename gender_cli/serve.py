@@ -57,19 +57,23 @@ def _interrupt(*_) -> None:
 
 def cmd_serve(args) -> int:
     from gender.errors import UserError
-    from serving.app import ServeOptions
-    from serving.run import NotReady, start, stop
+    from serving.options import ServeOptions, is_loopback
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if token is not None and len(token) < MIN_TOKEN:
         raise UserError(f"--token: must be at least {MIN_TOKEN} characters (e.g. the output "
                         "of: python -c 'import secrets; print(secrets.token_urlsafe())')")
+    if not is_loopback(args.host) and not token:
+        raise UserError(f"--host {args.host}: listening beyond this machine needs a token "
+                        f"(--token or ${TOKEN_ENV}); every API call must then send "
+                        "'Authorization: Bearer <token>'")
     options = ServeOptions(model=args.model, replicas=args.replicas,
                            max_replicas=args.max_replicas,
                            cpus_per_replica=args.cpus_per_replica,
                            gpus_per_replica=args.gpus_per_replica,
                            max_batch_size=args.max_batch_size,
                            batch_wait_ms=args.batch_wait_ms, engine=args.engine, token=token)
+    from serving.run import NotReady, start, stop  # Ray and torch: only now
     stopping = threading.Event()
     # Until Serve is up, Ctrl-C and SIGTERM interrupt the start (its teardown runs);
     # afterwards they end the wait below and the same teardown follows.

@@ -9,7 +9,6 @@ says what it was waiting for.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 import time
@@ -18,7 +17,8 @@ import urllib.request
 from dataclasses import dataclass
 
 from gender.errors import UserError
-from serving.app import APP_NAME, ServeOptions, build_app, read_model_files
+from serving.app import APP_NAME, build_app, read_model_files
+from serving.options import ServeOptions, is_loopback
 
 __all__ = ["Served", "NotReady", "check_bind", "is_loopback", "start", "stop", "fits"]
 
@@ -36,15 +36,6 @@ class Served:
     started_serve: bool  # Serve was not running before: stopping shuts it down
     replicas: str  # e.g. "1 replica", "auto, 1 to 2 replicas"
     name: str = APP_NAME
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, port: int) -> None:

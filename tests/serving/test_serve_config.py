@@ -11,7 +11,8 @@ from ray import serve
 from ray.serve.schema import ServeDeploySchema
 
 from gender.errors import UserError
-from serving.app import ServeOptions, build
+from serving.app import build
+from serving.options import ServeOptions
 
 REPO = Path(__file__).resolve().parents[2]
 
