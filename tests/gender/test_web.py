@@ -49,8 +49,8 @@ def photos(synth_data, tmp_path_factory):
         "face.jpg": (face, {}), "face.png": (face, {}), "face.bmp": (face, {}),
         "face.webp": (face, {"lossless": True}), "grey.png": (face.convert("L"), {}),
         "alpha.png": (face.convert("RGBA"), {}), "cmyk.jpg": (face.convert("CMYK"), {}),
-        "deep.png": (Image.fromarray((np.asarray(face.convert("L")).astype(np.uint16) * 257),
-                                     "I;16"), {}),
+        "deep.png": (Image.fromarray(np.asarray(face.convert("L")).astype(np.uint16) * 257),
+                     {}),  # 16-bit grayscale
     }
     for name, (im, kw) in variants.items():
         im.save(out / name, **kw)
