@@ -139,13 +139,11 @@ def start(options: ServeOptions, host: str = "127.0.0.1", port: int = 8000,
 
 
 def _serve_running() -> bool:
+    """Serve already runs on this cluster (someone else's applications or proxies)."""
     from ray import serve
 
-    try:
-        serve.status()
-    except Exception:  # no controller on this cluster yet
-        return False
-    return True
+    status = serve.status()  # empty without a Serve controller; starts nothing
+    return bool(status.proxies or status.applications)
 
 
 def _teardown(name: str, local_ray: bool, started_serve: bool) -> None:
