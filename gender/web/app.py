@@ -48,6 +48,8 @@ __all__ = ["Backend", "LocalBackend", "create_app", "model_info", "MAX_FILES"]
 log = logging.getLogger("gender.web")
 
 MAX_FILES = 32  # images in one multipart request
+_STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
+           "app.css": "text/css; charset=utf-8", "icon.svg": "image/svg+xml"}
 _FORMATS = "JPEG, PNG, WebP or BMP"
 # The page runs only its own script and style; pictures are the user's own (blob: URLs).
 _HEADERS = [(b"content-security-policy",
@@ -203,7 +205,7 @@ def create_app(backend: Backend, token: str | None = None) -> FastAPI:
                   description="Face gender classifier: a page at / and this JSON API.")
     app.add_middleware(_SecurityHeaders)
     static = files("gender.web") / "static"
-    pages = {name: (static / name).read_bytes() for name in ("index.html", "app.js", "app.css")}
+    pages = {name: (static / name).read_bytes() for name in _STATIC}
     expected = token.encode() if token else None
     info = backend.info
     ref = {"id": info["sha256"][:12], "trial_id": info.get("trial_id"),
@@ -244,15 +246,13 @@ def create_app(backend: Backend, token: str | None = None) -> FastAPI:
         return JSONResponse({"error": "internal error (the server's log has the details)"},
                             500)
 
-    def page(name: str, media_type: str):
-        return lambda: Response(pages[name], media_type=media_type,
+    def page(name: str):
+        return lambda: Response(pages[name], media_type=_STATIC[name],
                                 headers={"cache-control": "no-cache"})
 
-    app.get("/", include_in_schema=False)(page("index.html", "text/html; charset=utf-8"))
-    app.get("/static/app.js", include_in_schema=False)(
-        page("app.js", "text/javascript; charset=utf-8"))
-    app.get("/static/app.css", include_in_schema=False)(
-        page("app.css", "text/css; charset=utf-8"))
+    for name in _STATIC:
+        app.get("/" if name == "index.html" else f"/static/{name}",
+                include_in_schema=False)(page(name))
 
     @app.get("/healthz", summary="Liveness: the app is up and its model loaded")
     async def healthz() -> dict:

@@ -245,7 +245,7 @@ def test_the_page_needs_nothing_from_another_origin(client):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     csp = page.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp
-    for path in ("/", "/static/app.js", "/static/app.css"):
+    for path in ("/", "/static/app.js", "/static/app.css", "/static/icon.svg"):
         text = client.get(path).text
         assert "http://" not in text and "https://" not in text and "//" + "cdn" not in text
     assert ".innerHTML" not in client.get("/static/app.js").text

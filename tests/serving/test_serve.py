@@ -195,7 +195,7 @@ def test_the_page_shows_a_phone_photo_upright_and_classifies_several(server, fac
         w, h = card.evaluate("c => [c.querySelector('img').naturalWidth, "
                              "c.querySelector('img').naturalHeight]")
         assert (w, h) == (120, 160)  # upright: portrait, as taken
-        assert card.get_attribute("data-prob-male") == str(api["prob_male"])
+        assert float(card.get_attribute("data-prob-male")) == api["prob_male"]
 
 
 def test_html_in_a_file_name_is_shown_as_text_never_run(server, faces):
