@@ -43,6 +43,9 @@ def check_bind(host: str, port: int) -> None:
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
+            # As Serve's proxy binds: a previous server's connections in TIME_WAIT are no
+            # reason to refuse.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
     except OSError as e:
         raise UserError(f"--port {port}: cannot listen on {host}:{port} "

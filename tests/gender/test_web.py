@@ -161,8 +161,9 @@ def test_health_and_openapi_schema(client):
 @pytest.mark.parametrize("body, status, needle", [
     (b"", 400, "empty body"),
     (b"plain text, not a picture", 422, "not an image"),
-    (None, 422, "corrupt or truncated"),  # a JPEG cut in half
-    (_png_claiming(40_000, 40_000), 422, "more than the limit"),  # a decompression bomb
+    (None, 422, "runcated"),  # a JPEG cut in half
+    (_png_claiming(9_000, 9_000), 422, "more than the limit of 64,000,000 pixels"),  # a bomb
+    (_png_claiming(40_000, 40_000), 422, "more than the limit of 64,000,000 pixels"),  # bigger
 ])
 def test_bad_bodies_get_a_4xx_with_a_clear_message(client, photos, body, status, needle):
     if body is None:

@@ -37,9 +37,16 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Nothing listens there and a new server can (with SO_REUSEADDR, as every server
+    binds: connections of the old one may linger in TIME_WAIT)."""
+    if any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+           for c in psutil.net_connections("tcp")):
+        return False
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
+            s.listen()
         except OSError:
             return False
     return True
