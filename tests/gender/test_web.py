@@ -21,8 +21,9 @@ from gender.constants import MAX_UPLOAD_BYTES
 from gender.export import file_sha256
 from gender.predict import Predictor
 from gender.web import LocalBackend, create_app
+from gender.web.app import MAX_FILES
 
-TOKEN = "s3cret-token"
+TOKEN = "a-long-random-test-token"
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +218,23 @@ def test_the_token_guards_every_api_call_and_nothing_else(guarded, photos):
     assert guarded.get("/api/model", headers=ok).status_code == 200
     for path in ("/", "/static/app.js", "/healthz", "/openapi.json"):
         assert guarded.get(path).status_code == 200, path
+
+
+def test_the_token_is_compared_in_constant_time(guarded, photos, monkeypatch):
+    import hmac
+
+    seen = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: seen.append((a, b)) or real(a, b))
+    r = guarded.post("/api/predict", content=(photos / "face.jpg").read_bytes(),
+                     headers={"Authorization": "Bearer a-wrong-guess"})
+    assert r.status_code == 401 and seen == [(b"a-wrong-guess", TOKEN.encode())]
+
+
+def test_more_than_32_files_in_one_request_are_refused(client):
+    parts = [("files", (f"{i}.png", b"x", "image/png")) for i in range(MAX_FILES + 1)]
+    r = client.post("/api/predict", files=parts)
+    assert r.status_code == 400 and "32" in r.json()["error"]
 
 
 def test_errors_are_json_without_a_stack_trace(backend, client):

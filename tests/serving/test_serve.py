@@ -154,6 +154,9 @@ def test_serve_prints_its_url_and_serves_page_api_and_schema(server, tiny_model)
     with urllib.request.urlopen(server.url + "openapi.json", timeout=30) as r:
         assert "/api/predict" in json.loads(r.read())["paths"]
     assert len(server.replicas()) == 2
+    listening = {c.laddr.ip for c in psutil.net_connections("tcp")
+                 if c.laddr and c.laddr.port == server.port and c.status == psutil.CONN_LISTEN}
+    assert listening == {"127.0.0.1"}  # loopback only
 
 
 def test_concurrent_requests_are_each_answered_correctly(server, faces, expected):
