@@ -1,6 +1,6 @@
 """`gender serve` over HTTP on this machine, beside the same work in-process.
 
-- one client: p50/p99 latency of POST /api/predict (one JPEG each, keep-alive), and the
+- one client: p50/p99 latency of POST /api/predict (one image each, keep-alive), and the
   same decode + forward in this process with the replica's thread count; the difference
   is what serving adds. The app's Server-Timing header splits the HTTP time into read,
   decode, inference (batch queue included) and the rest (Serve's proxy, routing, HTTP);
@@ -25,6 +25,7 @@ import torch
 
 from benchmarks.common import Options, data_dir, fmt_table
 from benchmarks.inference import bench_model
+from gender.constants import IMAGE_EXTENSIONS
 from gender.predict import Predictor, label_of
 
 __all__ = ["run"]
@@ -54,9 +55,12 @@ def _timing(header: str | None) -> dict[str, float]:
 
 
 def _bodies(opts: Options, n: int = 64) -> list[bytes]:
-    """Real JPEG files as a user would send them (synthetic faces, or CelebA with --real)."""
+    """Image files as a user would send them: the synthetic faces (PNG), or CelebA's JPEGs
+    with --real."""
     root = data_dir(opts, "serve")
-    files = sorted(p for p in root.rglob("*.jpg"))[:n]
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)[:n]
+    if not files:
+        raise RuntimeError(f"{root}: no image files to send")
     return [p.read_bytes() for p in files]
 
 
@@ -86,7 +90,7 @@ def _one_client(url: str, bodies: list[bytes], n: int, warmup: int) -> dict:
         for i in range(warmup + n):
             t0 = time.perf_counter()
             conn.request("POST", "/api/predict", body=bodies[i % len(bodies)],
-                         headers={"Content-Type": "image/jpeg"})
+                         headers={"Content-Type": "application/octet-stream"})
             r = conn.getresponse()
             r.read()
             dt = (time.perf_counter() - t0) * 1e3
@@ -119,7 +123,7 @@ async def _load(url: str, bodies: list[bytes], clients: int, seconds: float) -> 
             i = k
             while (now := time.perf_counter()) < t_end:
                 async with session.post(url + "api/predict", data=bodies[i % len(bodies)],
-                                        headers={"Content-Type": "image/jpeg"}) as r:
+                                        headers={"Content-Type": "application/octet-stream"}) as r:
                     await r.read()
                     done = time.perf_counter()
                 if now >= t_measure and done <= t_end:
@@ -152,7 +156,7 @@ def run(opts: Options) -> dict:
     torch.set_num_threads(int(cpus))
     predictor = Predictor(model_path, device)
     print(f"serve: model {model_path} ({predictor.image_size} px, engine {predictor.engine} "
-          f"on {device}), {len(bodies)} JPEG bodies", flush=True)
+          f"on {device}), {len(bodies)} image bodies", flush=True)
     in_process = _in_process(predictor, bodies, p["one"], p["warmup"])
 
     start_ray(None, quiet=True)  # as `gender serve` does: local, loopback, token auth
