@@ -44,9 +44,11 @@ def check_bind(host: str, port: int) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
             # As Serve's proxy binds: a previous server's connections in TIME_WAIT are no
-            # reason to refuse.
+            # reason to refuse. With SO_REUSEADDR, bind() may succeed beside a listening
+            # socket; listen() is what fails then.
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind((host, port))
+            s.listen()
     except OSError as e:
         raise UserError(f"--port {port}: cannot listen on {host}:{port} "
                         f"({e.strerror or e})") from None
@@ -73,6 +75,12 @@ def _app_status(name: str) -> tuple[str, str]:
     return str(app.status), "; ".join(m for m in messages if m)
 
 
+def _proxy_failed() -> bool:
+    from ray import serve
+
+    return any("UNHEALTHY" in str(p) for p in serve.status().proxies.values())
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url + "healthz", timeout=5) as r:
@@ -87,6 +95,9 @@ def wait_ready(url: str, name: str = APP_NAME, timeout: float = READY_TIMEOUT_S)
     status, message = "NOT_STARTED", ""
     while time.monotonic() < deadline:
         status, message = _app_status(name)
+        if _proxy_failed():
+            raise NotReady(f"Serve's HTTP proxy could not start on {url} (is the port in use "
+                           "on the head node?)")
         if "DEPLOY_FAILED" in status or "UNHEALTHY" in status:
             detail = (message.strip().splitlines() or [status])[-1]
             raise NotReady(f"the application failed to start: {detail[:300]}")
