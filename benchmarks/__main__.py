@@ -38,10 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="a few minutes: smaller every benchmark")
     ap.add_argument("--real", action="store_true",
                     help="data-bound benchmarks on ../shared/data/celeba-gender (if present)")
-    ap.add_argument("--model", default=None, help="inference: a model.pt (or its folder)")
+    ap.add_argument("--model", default=None,
+                    help="inference, serve: a model.pt (or its folder)")
+    ap.add_argument("--gpus-per-replica", type=float, default=0.0,
+                    help="serve: each replica on this share of a GPU (CUDA machines)")
     ap.add_argument("--out", default="results/bench", help="JSON and plots (default: %(default)s)")
     args = ap.parse_args(argv)
-    opts = Options(quick=args.quick, real=args.real, out=Path(args.out), model=args.model)
+    opts = Options(quick=args.quick, real=args.real, out=Path(args.out), model=args.model,
+                   gpus_per_replica=args.gpus_per_replica)
     # Ray's Tune warns about slow checkpoint syncs on a busy machine; that is the point here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # `start_ray`'s policy (token auth), set before anything imports ray: Ray reads the

@@ -32,7 +32,8 @@ class Options:
     quick: bool = False  # minutes, not tens of minutes: a smoke run of every benchmark
     real: bool = False  # data-bound benchmarks read REAL_DATA instead of synthetic faces
     out: Path = Path("results/bench")
-    model: str | None = None  # inference: an existing model.pt (or a folder holding one)
+    model: str | None = None  # inference, serve: an existing model.pt (or its folder)
+    gpus_per_replica: float = 0.0  # serve: replicas on (a share of) a GPU
 
     @property
     def runs(self) -> Path:

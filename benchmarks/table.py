@@ -78,12 +78,38 @@ def _compute(d: dict) -> list[tuple[str, str]]:
 def _inference(d: dict) -> list[tuple[str, str]]:
     c = d["config"]
     out = [(f"{b['backend']} ({c['arch']}{'_bn' if c['batch_norm'] else ''} w{c['width']} "
-            f"{c['image_size']} px): p50 / p95 ms at batch 1; images/s at batch 64",
+            f"{c['image_size']} px, {b.get('threads', d['threads'])} thread(s)): p50 / p95 ms "
+            f"at batch 1; images/s at batch 64",
             f"{b['latency_ms_p50']:.1f} / {b['latency_ms_p95']:.1f}; "
             f"{b['images_per_s_batch64']:.0f}") for b in d["backends"]]
     if d.get("onnx_note"):
         out.append(("onnxruntime", f"skipped: {d['onnx_note'].split(' (')[0]}"))
+    if d.get("default_cpu_engine"):
+        out.append(("engine of `gender predict` / `gender serve` on CPU (faster at batch 1, "
+                    "by threads)", f"{d['default_cpu_engine']} "
+                    f"(measured faster: {d['fastest_engine_batch1']})"))
     return out
+
+
+def _serve(d: dict) -> list[tuple[str, str]]:
+    c, one, local = d["config"], d["http_one_client"]["batching"], d["in_process"]
+    what = (f"{c['arch']}{'_bn' if c['batch_norm'] else ''} w{c['width']} {c['image_size']} px, "
+            f"{d['engine']} on {d['device']}, {d['cpus_per_replica']:g} CPU per replica")
+    rps = d["requests_per_s"]
+    return [
+        (f"one client, p50 / p99 ms: HTTP via Serve vs in-process decode + forward ({what})",
+         f"{one['p50_ms']:.1f} / {one['p99_ms']:.1f} vs {local['p50_ms']:.1f} / "
+         f"{local['p99_ms']:.1f}: serving adds {d['overhead_p50_ms']:.1f} ms at p50 "
+         f"(target <= 5: {'met' if d['targets']['overhead_p50_le_5ms'] else 'not met'})"),
+        ("where one request's time goes (p50 ms): read body, decode, inference, outside the "
+         "app (proxy, routing, HTTP)",
+         f"{one.get('read_p50_ms', float('nan')):.1f}, {one['decode_p50_ms']:.1f}, "
+         f"{one['infer_p50_ms']:.1f}, {one['outside_app_p50_ms']:.1f}"),
+        (f"{d['clients']} clients: requests/s with batching (max {d['batching']['max_batch_size']}"
+         f", wait {d['batching']['batch_wait_ms']:g} ms) vs --max-batch-size 1",
+         f"{rps['batching']:.0f} vs {rps['no batching']:.0f} = {d['batching_speedup']:.2f} x "
+         f"(target >= 1.5: {'met' if d['targets']['batching_speedup_ge_1.5'] else 'not met'})"),
+    ]
 
 
 def _gpu(d: dict) -> list[tuple[str, str]]:
@@ -95,7 +121,7 @@ def _gpu(d: dict) -> list[tuple[str, str]]:
 
 
 _ROWS = {"efficiency": _efficiency, "overhead": _overhead, "datapath": _datapath,
-         "compute": _compute, "inference": _inference, "gpu": _gpu}
+         "compute": _compute, "inference": _inference, "serve": _serve, "gpu": _gpu}
 
 
 def render(folder: str | Path = "results/bench") -> str:
@@ -105,7 +131,7 @@ def render(folder: str | Path = "results/bench") -> str:
     if not found:
         raise SystemExit(f"{folder}: no benchmark JSON there (run `python -m benchmarks`)")
     lines = ["| benchmark | measure | figure |", "|---|---|---|"]
-    for name in ("efficiency", "overhead", "datapath", "compute", "inference", "gpu"):
+    for name in ("efficiency", "overhead", "datapath", "compute", "inference", "serve", "gpu"):
         d = found.get(name)
         if d is None:
             continue

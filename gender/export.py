@@ -11,11 +11,18 @@ A `model.pt` is a dict of tensors and plain Python types, so it loads with
 
 `Deployable` is that whole recipe as one module: uint8 N x 3 x S x S RGB in, P(male) out,
 normalisation included. `gender predict`, the web app and every exported graph run it.
+
+`model.onnx` is that module as one ONNX graph (members, flip, temperature, normalisation),
+for ONNX Runtime here or any other runtime elsewhere. It records the SHA-256 of the
+`model.pt` it came from, so a stale graph beside a newer `model.pt` is never used.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +31,14 @@ from torch import nn
 
 from gender.augment import MEAN, STD
 from gender.config import TrainConfig
-from gender.constants import CLASSES, MODEL_FILE
+from gender.constants import CLASSES, MODEL_FILE, ONNX_FILE
 from gender.errors import ConfigError, UserError
 from gender.images import PREPROCESS
 from gender.io import atomic_path
 from gender.models import VGG, build_model
 
 __all__ = ["Deployable", "LoadedModel", "save_model", "load_model", "resolve_model_path",
-           "FORMAT"]
+           "FORMAT", "export_onnx", "onnx_session", "file_sha256"]
 
 FORMAT = "gender-tune/model/2"
 _FORMAT_1 = "gender-tune/model/1"  # one model: "config" + "state_dict" at the top level
@@ -92,6 +99,10 @@ class LoadedModel:
     @property
     def members(self) -> list[VGG]:
         return list(self.module.members)
+
+    @property
+    def sha256(self) -> str:
+        return file_sha256(self.path)
 
 
 def _cpu_state(model: nn.Module) -> dict:
@@ -192,3 +203,83 @@ def load_model(path: str | Path) -> LoadedModel:
     metrics = blob.get("metrics") if isinstance(blob.get("metrics"), dict) else {}
     preprocess = blob.get("preprocess") if isinstance(blob.get("preprocess"), dict) else {}
     return LoadedModel(p, module, configs, metrics, preprocess)
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+_SHA_KEY = "gender_tune_model_sha256"  # ONNX metadata: the model.pt a graph came from
+
+
+def _onnx_bytes(loaded: LoadedModel) -> bytes:
+    """The whole `Deployable` as one ONNX graph, batch size free."""
+    import onnx
+
+    s = loaded.image_size
+    example = torch.zeros(2, 3, s, s, dtype=torch.uint8)
+    buf = io.BytesIO()
+    module = Deployable(loaded.members, loaded.module.tta_flip, loaded.module.temperature).eval()
+    with warnings.catch_warnings():
+        # The legacy (TorchScript-based) exporter: torch.export's is many times slower for
+        # these models, and every run's finish (and every test that trains) exports one.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example,), buf, input_names=["images"],
+                          output_names=["prob_male"], dynamo=False, opset_version=17,
+                          dynamic_axes={"images": {0: "n"}, "prob_male": {0: "n"}})
+    proto = onnx.load_from_string(buf.getvalue())
+    for key, value in ((_SHA_KEY, loaded.sha256), ("image_size", str(s)),
+                       ("input", "uint8 N x 3 x S x S RGB, centre square"),
+                       ("output", "P(male), N floats")):
+        proto.metadata_props.add(key=key, value=value)
+    return proto.SerializeToString()
+
+
+def _session(data: bytes, threads: int | None):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    # The same thread count as torch (Ray sets it to a replica's CPUs), one op at a time.
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def export_onnx(loaded: LoadedModel, path: str | Path | None = None,
+                check: torch.Tensor | None = None, atol: float = 1e-4) -> Path:
+    """Write `model.onnx` beside the model (or at `path`), then load it in ONNX Runtime and,
+    given `check` (uint8 images), require P(male) within `atol` of eager PyTorch."""
+    path = Path(path) if path else loaded.path.with_name(ONNX_FILE)
+    data = _onnx_bytes(loaded)
+    sess = _session(data, None)
+    if check is not None and len(check):
+        with torch.inference_mode():
+            want = loaded.module(check).numpy()
+        got = sess.run(None, {"images": check.numpy()})[0]
+        diff = float(abs(got - want).max())
+        if not diff <= atol:
+            raise RuntimeError(f"{path}: ONNX Runtime differs from PyTorch by {diff:.2e} "
+                               f"(> {atol:g}) on P(male)")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return path
+
+
+def onnx_session(loaded: LoadedModel, threads: int | None = None):
+    """An ONNX Runtime session (CPU) for this model: `model.onnx` beside it when it was
+    exported from this very `model.pt`, else a graph exported now, in memory."""
+    onnx_path = loaded.path.with_name(ONNX_FILE)
+    if onnx_path.is_file():
+        try:
+            sess = _session(onnx_path.read_bytes(), threads)
+        except Exception:  # unreadable or foreign: export afresh below
+            sess = None
+        if sess is not None and \
+                sess.get_modelmeta().custom_metadata_map.get(_SHA_KEY) == loaded.sha256:
+            return sess
+    return _session(_onnx_bytes(loaded), threads)

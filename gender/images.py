@@ -45,6 +45,11 @@ class ImageError(ValueError):
 Source = str | Path | bytes | BinaryIO
 
 
+def _too_many_pixels(limit: int) -> str:
+    return (f"more than the limit of {limit:,} pixels (a decompression bomb, or a picture far "
+            "larger than a photo)")
+
+
 def _open(source: Source) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
@@ -52,8 +57,10 @@ def _open(source: Source) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             return Image.open(source)
-    except (UnidentifiedImageError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning):
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        # Pillow's own check, from the header, for sizes far beyond ours.
+        raise ImageError(_too_many_pixels(MAX_IMAGE_PIXELS)) from None
+    except UnidentifiedImageError:
         raise ImageError("not an image Pillow can read (JPEG, PNG, WebP, BMP, ...)") from None
     except FileNotFoundError:
         raise ImageError("no such file") from None
@@ -97,8 +104,7 @@ def open_image(source: Source, draft_size: int | None = None,
     try:
         w, h = im.size
         if w * h > max_pixels:
-            raise ImageError(f"{w} x {h} pixels is more than the limit of {max_pixels:,} "
-                             "(a decompression bomb, or a picture far larger than a photo)")
+            raise ImageError(f"{w} x {h} pixels: " + _too_many_pixels(max_pixels))
         if draft_size and im.format == "JPEG" and min(w, h) > 4 * draft_size:
             scale = min(w, h) / (2 * draft_size)
             im.draft("RGB", (int(w / scale), int(h / scale)))

@@ -19,7 +19,7 @@ from pathlib import Path
 from gender.errors import UserError
 
 __all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "read_json",
-           "read_text", "check_writable_dir"]
+           "read_text", "check_writable_dir", "plain"]
 
 
 @contextlib.contextmanager
@@ -62,6 +62,9 @@ def _plain(obj):
     if hasattr(obj, "tolist"):  # numpy arrays
         return _plain(obj.tolist())
     return obj
+
+
+plain = _plain  # for JSON written elsewhere (the web API): the same rules as our files
 
 
 def write_json(obj, path: str | Path) -> Path:

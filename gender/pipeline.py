@@ -32,7 +32,7 @@ from gender.data.layouts import DatasetIndex, read_dataset
 from gender.data.splits import make_splits, read_splits, write_splits
 from gender.data.tensors import TensorData, load_arrays
 from gender.engine import Trainer
-from gender.export import Deployable, LoadedModel, save_model
+from gender.export import Deployable, LoadedModel, export_onnx, load_model, save_model
 from gender.io import atomic_path, check_writable_dir, write_json
 from gender.metrics import binary_metrics, interval_metrics, measure_latency, measure_throughput
 from gender.predict import Predictor
@@ -130,8 +130,10 @@ def finish_run(trainers: Trainer | list[Trainer], prep: Prepared, out: Path,
                          configs)
     idx = prep.data.splits["test"]
     y = prep.data.labels[idx].numpy()
-    probs = Predictor(loaded, str(trainers[0].device)).predict_arrays(prep.data.images[idx].numpy())
-    cpu = Predictor(loaded, "cpu")  # timings on this machine's CPU: what predict sees here
+    # Eager PyTorch: model.onnx does not exist yet, and is checked against these below.
+    probs = Predictor(loaded, str(trainers[0].device), "torch").predict_arrays(
+        prep.data.images[idx].numpy())
+    cpu = Predictor(loaded, "cpu", "torch")  # timings on this machine's CPU
     size = configs[0].image_size
     metrics = {
         **binary_metrics(y, probs), **interval_metrics(y, probs), "n_test": int(len(idx)),
@@ -147,6 +149,9 @@ def finish_run(trainers: Trainer | list[Trainer], prep: Prepared, out: Path,
     write_predictions(prep, "test", probs, out / PREDICTIONS_FILE)
     save_model(out / MODEL_FILE, members, configs, metrics, tta_flip=tta_flip,
                temperature=temperature)
+    # model.onnx for ONNX Runtime (here and elsewhere): the file must load the safe way and
+    # agree with PyTorch on test images before it is written.
+    export_onnx(load_model(out / MODEL_FILE), check=prep.data.images[idx[:32]])
     write_json(config if config is not None else configs[0].to_dict(), out / CONFIG_FILE)
     write_json(metrics, out / METRICS_FILE)
     write_json(environment(), out / ENVIRONMENT_FILE)

@@ -3,6 +3,11 @@
 The same decoding as training (`gender.images`) and the same module (`Deployable`, the
 model file's whole recipe), so a file gets the same P(male) from the command line and
 from the API.
+
+Two engines run that module: eager PyTorch ("torch": on CUDA with bf16 and channels_last
+as in training) and ONNX Runtime ("onnx", CPU: the `model.onnx` graph). "auto" takes the
+one the inference benchmark measured faster on CPU (`DEFAULT_CPU_ENGINE`) and PyTorch on
+a GPU. `gender predict` and the web app both default to "auto", so they agree.
 """
 
 from __future__ import annotations
@@ -13,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gender.constants import CLASSES, IMAGE_EXTENSIONS
+from gender.constants import CLASSES, DEFAULT_CPU_ENGINE, ENGINES, IMAGE_EXTENSIONS
 from gender.engine import resolve_device
 from gender.errors import UserError
-from gender.export import LoadedModel, load_model, resolve_model_path
+from gender.export import LoadedModel, load_model, onnx_session, resolve_model_path
 from gender.images import ImageError, decode_image
 from gender.runtime import Runtime
 
-__all__ = ["Predictor", "iter_images", "predict", "label_of"]
+__all__ = ["Predictor", "iter_images", "predict", "label_of", "resolve_engine"]
 
 
 def label_of(prob_male: float) -> dict:
@@ -42,14 +47,32 @@ def iter_images(paths: Iterable[str | Path]) -> Iterator[Path]:
             raise UserError(f"{raw}: no such file or directory")
 
 
-class Predictor:
-    """A loaded model on one device: uint8 pictures in, P(male) out."""
+def resolve_engine(engine: str, device: torch.device) -> str:
+    """"auto" -> the faster engine for `device`; "onnx" needs the CPU (the onnxruntime
+    package this project installs has no GPU provider)."""
+    if engine not in ENGINES:
+        raise UserError(f"--engine {engine}: must be one of {', '.join(ENGINES)}")
+    if engine == "auto":
+        return DEFAULT_CPU_ENGINE if device.type == "cpu" else "torch"
+    if engine == "onnx" and device.type != "cpu":
+        raise UserError(f"--engine onnx: runs on the CPU only, not on {device} "
+                        "(use --engine torch or auto there)")
+    return engine
 
-    def __init__(self, model: str | Path | LoadedModel, device: str = "cpu"):
+
+class Predictor:
+    """A loaded model on one device and engine: uint8 pictures in, P(male) out."""
+
+    def __init__(self, model: str | Path | LoadedModel, device: str = "cpu",
+                 engine: str = "auto"):
         self.model = model if isinstance(model, LoadedModel) else load_model(model)
         self.runtime = Runtime(resolve_device(device))
-        self.module = self.runtime.prepare_model(self.model.module).eval()
-        self.module.channels_last = self.runtime.channels_last
+        self.engine = resolve_engine(engine, self.runtime.device)
+        if self.engine == "onnx":
+            self.session = onnx_session(self.model)
+        else:
+            self.module = self.runtime.prepare_model(self.model.module).eval()
+            self.module.channels_last = self.runtime.channels_last
 
     @property
     def image_size(self) -> int:
@@ -64,10 +87,14 @@ class Predictor:
         """uint8 N x 3 x S x S -> P(male) as N float64."""
         out = []
         for start in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
+            x = np.ascontiguousarray(images[start:start + batch_size])
+            if self.engine == "onnx":
+                out.append(self.session.run(None, {"images": x})[0].astype(np.float64))
+                continue
             with self.runtime.autocast():
-                out.append(self.module(x.to(self.runtime.device)).float().cpu())
-        return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+                p = self.module(torch.from_numpy(x).to(self.runtime.device))
+            out.append(p.float().cpu().numpy().astype(np.float64))
+        return np.concatenate(out) if out else np.zeros(0)
 
     def predict_files(self, files: list[Path], batch_size: int = 64) -> Iterator[dict]:
         """{"path", "label", "prob_male"} or {"path", "error"} per file, in order."""
@@ -87,9 +114,9 @@ class Predictor:
 
 
 def predict(model_path: str, paths: list[str], device: str = "cpu",
-            batch_size: int = 64) -> Iterator[dict]:
+            batch_size: int = 64, engine: str = "auto") -> Iterator[dict]:
     """Yield {"path", "label", "prob_male"} or {"path", "error"} per image, in order."""
     resolve_model_path(model_path)  # MODEL first, then every PATH, before any work
     files = list(iter_images(paths))
-    predictor = Predictor(model_path, device)
+    predictor = Predictor(model_path, device, engine)
     yield from predictor.predict_files(files, batch_size)

@@ -21,7 +21,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gender_cli import tune
+    from gender_cli import serve, tune
 
     parser = _Parser(prog="gender", description="Face gender classifier: train, tune, predict, "
                                                 "serve.")
@@ -54,9 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", help="image files or folders")
     pr.add_argument("--json", action="store_true", help="one JSON object per line")
     pr.add_argument("--device", default="cpu")
+    pr.add_argument("--engine", default="auto", choices=["auto", "torch", "onnx"],
+                    help="auto: ONNX Runtime on CPU, PyTorch on GPU (as gender serve)")
     pr.set_defaults(handler=cmd_predict)
 
     tune.add_commands(sub)
+    serve.add_commands(sub)
     return parser
 
 
@@ -95,7 +98,7 @@ def cmd_predict(args) -> int:
     from gender.predict import predict
 
     failed = 0
-    for row in predict(args.model, args.paths, device=args.device):
+    for row in predict(args.model, args.paths, device=args.device, engine=args.engine):
         if "error" in row:
             failed += 1
             print(f"{row['path']}: {row['error']}", file=sys.stderr)
