@@ -28,7 +28,6 @@ nothing Ray wrote is changed.
 from __future__ import annotations
 
 import io
-import json
 import math
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from gender.errors import UserError
-from gender.io import atomic_path
+from gender.io import atomic_path, read_json, read_table
 from tuning.settings import SETTINGS_FILE
 from tuning.space import SEARCHABLE
 
@@ -105,13 +104,13 @@ def _trial_rows(exp: Path, max_epochs: int) -> list[dict]:
     """One dict per trial folder: its parameters, best-epoch metrics and status."""
     final = {}
     if (exp / "trials.csv").is_file():
-        t = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+        t = read_table(exp / "trials.csv", "trials table", ("trial_id", "status"))
         final = dict(zip(t["trial_id"], t["status"], strict=True))
     rows = []
     for d in sorted(exp.glob("trial_*")):
         if not (d / "params.json").is_file():
             continue
-        params = json.loads((d / "params.json").read_text())
+        params = read_json(d / "params.json", "trial's parameters file")
         df = _progress(d / "progress.csv")
         ok = df[df["diverged"] != 1] if "diverged" in df else df
         best = ok.loc[ok["val_f1"].idxmax()] if len(ok) and "val_f1" in ok else {}
@@ -130,7 +129,7 @@ def _progress(path: Path) -> pd.DataFrame:
     try:
         text = path.read_text()
         return pd.read_csv(io.StringIO(text[:text.rfind("\n") + 1]))
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    except (OSError, ValueError):  # also unparseable or not UTF-8: no curve for it yet
         return pd.DataFrame()
 
 
@@ -185,7 +184,7 @@ def write_hparams(exp_dir: str | Path) -> int:
     exp = Path(exp_dir)
     if not (exp / SETTINGS_FILE).is_file():
         raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
-    settings = json.loads((exp / SETTINGS_FILE).read_text())
+    settings = read_json(exp / SETTINGS_FILE, "experiment settings file")
     rows = _trial_rows(exp, int(settings.get("max_epochs", 1)))
     experiment = _summary("_hparams_/experiment",
                           experiment=_experiment(settings.get("space", {}), rows))
