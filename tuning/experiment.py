@@ -14,7 +14,7 @@ from gender.data.splits import write_splits
 from gender.data.tensors import load_arrays
 from gender.errors import UserError
 from gender.pipeline import prepare
-from tuning.cluster import start_ray
+from tuning.cluster import check_trials_fit, start_ray
 from tuning.outputs import trials_table, write_trials
 from tuning.resources import default_resources
 from tuning.settings import DEFAULT_NUM_SAMPLES, TuneSettings
@@ -151,8 +151,10 @@ def run_experiment(settings: TuneSettings, verbose: int = 1,
     if (exp / "tuner.pkl").exists() or (exp / TRIALS_FILE).exists():
         raise UserError(f"--name {settings.name}: {exp} already holds an experiment "
                         f"(use --resume {exp} or another --name)")
-    settings.save()
+    # Reach Ray and check that a trial fits before anything is written.
     start_ray(settings.address, quiet=verbose == 0)
+    check_trials_fit(settings.cpus_per_trial, settings.gpus_per_trial)
+    settings.save()
     sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
     data = put_data(settings, sizes, fresh_splits=True)
     results = build_tuner(settings, data, verbose, callbacks).fit()
@@ -163,12 +165,13 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
     """Restore after a lost driver: finished trials kept, unfinished and errored resumed
     from their checkpoints, the Optuna study continued from its journal."""
     settings = TuneSettings.load(exp_dir)
-    start_ray(settings.address, quiet=verbose == 0)
     # A URI (s3://...) must not go through Path, which would fold its "//".
     path = (f"{settings.storage.rstrip('/')}/{settings.name}" if settings.storage
             else str(settings.exp_dir))
     if not tune.Tuner.can_restore(path):
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
+    start_ray(settings.address, quiet=verbose == 0)
+    check_trials_fit(settings.cpus_per_trial, settings.gpus_per_trial)
     sizes = sorted({int(s) for s in settings.space["image_size"]["choices"]})
     data = put_data(settings, sizes, fresh_splits=False)
     trainable, _ = _trainable(settings, data)
