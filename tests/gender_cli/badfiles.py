@@ -4,10 +4,14 @@ folders with one thing wrong. Real files, written with the same libraries a user
 
 from __future__ import annotations
 
+import atexit
+import functools
 import io
 import os
 import pickle
+import shutil
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -36,11 +40,25 @@ def _names(n_per_class: int) -> list[tuple[str, int]]:
     return [(f"{i + 1:06d}.png", i % 2) for i in range(2 * n_per_class)]
 
 
+@functools.cache
+def _faces(folder: str, n_per_class: int) -> Path:
+    """The images of a dataset, drawn once per process and copied from then on."""
+    root = tempfile.mkdtemp(prefix="gender-faces-")
+    atexit.register(shutil.rmtree, root, True)
+    out = Path(root) / folder
+    for name, male in _names(n_per_class):
+        face(out / name, int(name[:6]), bool(male))
+    return out
+
+
+def _images(root: Path, folder: str, n_per_class: int) -> None:
+    shutil.copytree(_faces(folder, n_per_class), root / folder)
+
+
 def labels_csv_dataset(root: Path, n_per_class: int = 25, rows: list[str] | None = None,
                        header: str = "Image,Male") -> Path:
     """`Images/` + `labels.csv`; `rows` replaces the generated label rows when given."""
-    for name, male in _names(n_per_class):
-        face(root / "Images" / name, int(name[:6]), bool(male))
+    _images(root, "Images", n_per_class)
     lines = [header, *(rows if rows is not None else
                        [f"{n},{m}" for n, m in _names(n_per_class)])]
     (root / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -53,8 +71,8 @@ def celeba_dataset(root: Path, n_per_class: int = 25, identity: bool = True,
     names = _names(n_per_class)
     male_col = CELEBA_ATTRIBUTES.index("Male")
     attr = [str(len(names)), " ".join(CELEBA_ATTRIBUTES)]
+    _images(root, "img_align_celeba", n_per_class)
     for name, male in names:
-        face(root / "img_align_celeba" / name, int(name[:6]), bool(male))
         values = ["-1"] * len(CELEBA_ATTRIBUTES)
         values[male_col] = "1" if male else "-1"
         attr.append(" ".join([name, *values]))

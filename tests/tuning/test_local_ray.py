@@ -27,17 +27,20 @@ def _kind(p: psutil.Process, me: int) -> str:
     """The README's name for a Ray process."""
     if p.pid == me:
         return "driver"
-    name, cmd = p.name(), " ".join(p.cmdline())
-    for key, kind in (("gcs_server", "GCS"), ("raylet", "raylet"),
-                      ("DashboardAgent", "dashboard agent"), ("dashboard/agent.py",
-                                                              "dashboard agent"),
+    binary = {"gcs_server": "GCS", "raylet": "raylet"}.get(p.name())
+    if binary:
+        return binary
+    title = " ".join(p.cmdline())  # Ray's Python processes retitle themselves ray::...
+    for key, kind in (("DashboardAgent", "dashboard agent"),
+                      ("dashboard/agent.py", "dashboard agent"),
                       ("RuntimeEnvAgent", "runtime-env agent"),
                       ("runtime_env/agent", "runtime-env agent"),
-                      ("dashboard.py", "dashboard"), ("monitor.py", "autoscaler monitor"),
-                      ("log_monitor", "log monitor"), ("ray::", "worker")):
-        if key in name or key in cmd:
+                      ("log_monitor", "log monitor"),
+                      ("autoscaler/_private/monitor.py", "autoscaler monitor"),
+                      ("dashboard/dashboard.py", "dashboard")):
+        if key in title:
             return kind
-    return name
+    return "worker" if title.startswith("ray::") else p.name()
 
 
 def _loopback(address: str) -> bool:
@@ -87,13 +90,17 @@ def local_ray():
 def test_every_port_of_a_local_run_listens_on_loopback_only(local_ray):
     session, before = local_ray
     procs = _ray_processes(session)
-    deadline, sockets = time.time() + 60, []
+    def listening():
+        return [s for s in _listening(procs) if (s[1], s[2]) not in before or s[0] != "driver"]
+
+    deadline = time.time() + 60
     while time.time() < deadline:  # agents open their ports a little after Ray starts
-        sockets = [s for s in _listening(procs) if (s[1], s[2]) not in before or s[0] != "driver"]
         if {"GCS", "raylet", "dashboard agent", "runtime-env agent", "worker"} <= \
-                {k for k, _, _ in sockets}:
+                {k for k, _, _ in listening()}:
             break
         time.sleep(1)
+    time.sleep(3)  # and the metrics servers a little later still
+    sockets = listening()
     exposed = [s for s in sockets if not _loopback(s[1])]
     assert not exposed, f"listening beyond loopback: {exposed}"
     kinds = {k for k, _, _ in sockets}
