@@ -90,6 +90,11 @@ class TrainConfig:
                f"in [0, 1), got {self.weight_decay}")
         _check(1 <= self.batch_size <= 4096, "batch_size",
                f"in [1, 4096], got {self.batch_size}")
+        # Training skips a batch of one under batch norm: every step would be skipped and
+        # an untrained model saved. Refused here, before any data is read.
+        _check(self.batch_size >= 2 or not self.batch_norm, "batch_size",
+               "at least 2 with batch norm (it cannot normalise a batch of one image); "
+               "use a larger --batch-size or --no-batch-norm")
         # VGG halves the resolution five times; below 32 px the last blocks see 1x1 maps.
         _check(32 <= self.image_size <= 512 and self.image_size % 32 == 0, "image_size",
                f"a multiple of 32 in [32, 512], got {self.image_size}")

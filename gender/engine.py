@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from gender.config import TrainConfig
 from gender.data.splits import pos_weight, undersample_indices
 from gender.data.tensors import TensorData
-from gender.errors import ConfigError, UserError
+from gender.errors import UserError
 from gender.metrics import binary_metrics, measure_latency
 from gender.models import build_model
 from gender.runtime import Runtime, as_runtime
@@ -37,12 +37,21 @@ def resolve_device(spec: str = "auto") -> torch.device:
     """Pick the device once. "auto": the (Ray-assigned, visible) GPU if any, else CPU."""
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {spec}: CUDA is not available on this machine")
     try:
-        return torch.device(spec)
+        device = torch.device(spec)
     except RuntimeError:
-        raise UserError(f"--device {spec}: not a device (use auto, cpu, cuda, cuda:N)") from None
+        device = None
+    # torch knows more device types (meta, mps, xla, ...) than we train and predict on.
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {spec}: not a device to run on (use auto, cpu, cuda, "
+                        "cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {spec}: CUDA is not available on this machine")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise UserError(f"--device {spec}: this machine has "
+                            f"{torch.cuda.device_count()} GPU(s), cuda:0 and up")
+    return device
 
 
 def _mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator):
@@ -65,7 +74,7 @@ def train_one_epoch(model, opt, sched, data: TensorData, idx: np.ndarray, cfg: T
     for start in range(0, len(order), cfg.batch_size):
         b = order[start:start + cfg.batch_size]
         if len(b) < 2 and cfg.batch_norm:
-            continue  # batch norm cannot train on a batch of one (Trainer refuses such runs)
+            continue  # batch norm cannot train on a batch of one (TrainConfig refuses size 1)
         x = rt.to_input(data.images[b], cfg.augment, gen)
         y = data.labels[b].to(rt.device)
         if cfg.mixup > 0:
@@ -178,10 +187,6 @@ class Trainer:
         labels = data.labels.numpy()
         if cfg.balance == "undersample":
             idx = undersample_indices(idx, labels, cfg.seed)
-        if cfg.batch_norm and cfg.batch_size < 2:
-            raise ConfigError("batch_size 1 with batch norm: every batch would be skipped "
-                              "(batch norm needs at least 2 images a batch); use a larger "
-                              "--batch-size or --no-batch-norm")
         self.train_idx = idx
         self.eval_split = eval_split
         torch.manual_seed(cfg.seed)

@@ -145,6 +145,12 @@ def resolve_model_path(path: str | Path) -> Path:
 
 
 def _read_blob(p: Path) -> dict:
+    with open(p, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (or, long ago, a pickle): anything else is not a model,
+    # and torch would blame the unpickler for it.
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise UserError(f"{p}: not a readable model file (not a file torch.save wrote)")
     try:
         blob = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

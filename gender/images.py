@@ -15,6 +15,8 @@ a photo is seen the same way everywhere. What a user may bring and how it is rea
 from __future__ import annotations
 
 import io
+import os
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO
@@ -33,9 +35,12 @@ PREPROCESS = {"orientation": "exif", "background": "white", "crop": "center-squa
 # Bumped whenever decoding or cropping changes: it keys the decoded-image cache.
 PREPROCESS_VERSION = 2
 
-# Pillow's own bomb check warns, then raises, at its default limit; ours comes first and
-# names the limit, and a warning must never be the only thing that stops a bomb.
+# Pillow's own bomb check warns above this and raises above twice this. Ours (in
+# `open_image`, from the header, before any pixel is decoded) comes first and names the
+# limit, so Pillow's warning is silenced once here: it would only print a second, noisy
+# line about a picture we refuse anyway. Never toggled per call: decoding runs in threads.
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageError(ValueError):
@@ -53,6 +58,15 @@ def _too_many_pixels(limit: int) -> str:
 def _open(source: Source) -> Image.Image:
     if isinstance(source, (bytes, bytearray, memoryview)):
         source = io.BytesIO(bytes(source))
+    elif isinstance(source, (str, Path)):
+        try:
+            mode = os.stat(source).st_mode
+        except FileNotFoundError:
+            raise ImageError("no such file") from None
+        except OSError as e:
+            raise ImageError(f"cannot open: {e.strerror}") from None
+        if not stat.S_ISREG(mode):  # opening a pipe would wait for a writer forever
+            raise ImageError("not a regular file (a folder, pipe or device)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -64,8 +78,10 @@ def _open(source: Source) -> Image.Image:
         raise ImageError("not an image Pillow can read (JPEG, PNG, WebP, BMP, ...)") from None
     except FileNotFoundError:
         raise ImageError("no such file") from None
-    except OSError as e:
-        raise ImageError(f"cannot open: {e}") from None
+    except PermissionError:
+        raise ImageError("cannot open: permission denied") from None
+    except OSError as e:  # Pillow's own read errors ("Truncated File Read", ...)
+        raise ImageError(f"corrupt or truncated image ({e})") from None
 
 
 def _white_background(im: Image.Image) -> Image.Image:
@@ -109,15 +125,12 @@ def open_image(source: Source, draft_size: int | None = None,
             scale = min(w, h) / (2 * draft_size)
             im.draft("RGB", (int(w / scale), int(h / scale)))
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                im.load()
-                upright = ImageOps.exif_transpose(im)
-                return _to_rgb(upright if upright is not None else im)
+            im.load()
+            upright = ImageOps.exif_transpose(im)
+            return _to_rgb(upright if upright is not None else im)
         except ImageError:
             raise
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as e:
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise ImageError(f"corrupt or truncated image ({e})") from None
     finally:
         im.close()

@@ -9,17 +9,22 @@ a file.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gender.errors import UserError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 __all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "read_json",
-           "read_text", "check_writable_dir", "plain"]
+           "read_text", "read_table", "check_writable_dir", "plain", "one_line"]
 
 
 @contextlib.contextmanager
@@ -101,17 +106,51 @@ def read_json(path: str | Path, what: str = "JSON file") -> dict:
 def check_writable_dir(path: str | Path, flag: str) -> Path:
     """Fail now, before any work, if outputs cannot be written under `path`.
 
-    The folder need not exist: the nearest existing parent must be a writable folder.
+    The folder need not exist: the nearest existing parent must be a folder where a file
+    can be created. Tried for real (a file made and removed), not judged from permission
+    bits: root passes every `os.access` check, yet cannot write to a read-only mount.
     """
     path = Path(path)
     probe = path
-    while not probe.exists():
+    while not probe.exists() and not probe.is_symlink():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
         what = "exists and is not a folder" if probe == path else f"{probe} is a file"
         raise UserError(f"{flag} {path}: {what}")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(f"{flag} {path}: {probe} is not writable")
+    try:
+        fd, name = tempfile.mkstemp(dir=probe, prefix=".gender-write-check.")
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: {probe} is not writable ({e.strerror})") from None
     return path
+
+
+def read_table(path: str | Path, what: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A CSV table this project wrote (trials.csv, splits.csv ...), checked on the way in:
+    UTF-8, parseable, not empty, holding `columns`. Anything else is one UserError line."""
+    import pandas as pd
+
+    path = Path(path)
+    text = read_text(path, what)
+    if not text.strip():
+        raise UserError(f"{path}: empty file, no {what} rows")
+    try:
+        table = pd.read_csv(io.StringIO(text), dtype={"trial_id": str})
+    except (pd.errors.ParserError, ValueError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{path}: not a valid CSV table ({first[:200]})") from None
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)} (a {what} has "
+                        f"{', '.join(columns)})")
+    return table
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: newlines and other control characters (from a file
+    name a hostile sender chose, say) are shown escaped, never sent to the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)

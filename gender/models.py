@@ -93,8 +93,13 @@ def load_pretrained(model: VGG, cfg: TrainConfig) -> None:
             raise UserError(f"--pretrained: {path}: no such file")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise UserError(f"--pretrained: {path}: not a weights file ({e})") from None
+        except Exception as e:  # weights_only=True refuses a crafted pickle here
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UserError(f"--pretrained: {path}: not a weights file ({first[:200]})") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                                  for v in state.values()):
+            raise UserError(f"--pretrained: {path}: not a weights file (expected a state "
+                            f"dict of tensors, got {type(state).__name__})")
     own = model.state_dict()
     # The 1000-class ImageNet output layer cannot fit one logit: keep ours there.
     keep = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}

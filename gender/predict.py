@@ -118,5 +118,8 @@ def predict(model_path: str, paths: list[str], device: str = "cpu",
     """Yield {"path", "label", "prob_male"} or {"path", "error"} per image, in order."""
     resolve_model_path(model_path)  # MODEL first, then every PATH, before any work
     files = list(iter_images(paths))
+    if not files:  # an empty answer with exit 0 would read as "done"
+        raise UserError(f"{', '.join(map(str, paths))}: no image files there (looked for "
+                        f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
     predictor = Predictor(model_path, device, engine)
     yield from predictor.predict_files(files, batch_size)

@@ -8,7 +8,7 @@ import dataclasses
 import math
 
 __all__ = ["add_config_flags", "config_from_args", "flag_name", "pos_int", "nonneg_int",
-           "number", "positive"]
+           "number", "positive", "port_number"]
 
 
 def flag_name(field: str) -> str:
@@ -33,6 +33,13 @@ def nonneg_int(s: str) -> int:
     v = _int(s)
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
+    return v
+
+
+def port_number(s: str) -> int:
+    v = _int(s)
+    if not 1 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port in [1, 65535], got {v}")
     return v
 
 

@@ -8,15 +8,20 @@ import os
 import sys
 from pathlib import Path
 
-from gender.errors import UserError
-from gender_cli.flags import add_config_flags, config_from_args, nonneg_int, pos_int
+from gender.errors import ConfigError, UserError
+from gender.io import one_line
+from gender_cli.flags import add_config_flags, config_from_args, flag_name, nonneg_int, pos_int
 
 __all__ = ["main", "build_parser"]
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        # No abbreviations: `--epoch 3` is a typo to refuse, not a flag to guess.
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
     def error(self, message: str):  # one line, exit 2 (argparse prints usage too)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(one_line(f"{self.prog}: error: {message}"), file=sys.stderr)
         sys.exit(2)
 
 
@@ -72,8 +77,16 @@ def cmd_data_check(args) -> int:
 
 def cmd_data_synth(args) -> int:
     from gender.data.synth import synthesize
+    from gender.io import check_writable_dir
 
-    out = synthesize(args.out, n=args.n, seed=args.seed, size=args.size)
+    check_writable_dir(args.out, "OUT")
+    try:
+        out = synthesize(args.out, n=args.n, seed=args.seed, size=args.size)
+    except ConfigError as e:
+        if e.field and e.rule:  # name the flag the user typed, not the parameter
+            raise ConfigError(f"{flag_name(e.field)} {getattr(args, e.field)}: must be "
+                              f"{e.rule}", e.field, e.rule) from None
+        raise
     print(f"wrote {args.n} synthetic faces to {out}")
     return 0
 
@@ -86,6 +99,9 @@ def cmd_train(args) -> int:
     cfg = config_from_args(args)
     device = resolve_device(args.device)
     out = check_writable_dir(Path(args.out), "--out")
+    # Weights are loaded when the model is built, after the data: a missing file fails now.
+    if cfg.pretrained not in (None, "imagenet") and not Path(cfg.pretrained).is_file():
+        raise UserError(f"--pretrained {cfg.pretrained}: no such file")
     data = resolve_data(args.data)
     m = train_command(cfg, data, out, device, split_seed=args.split_seed)
     print(f"test accuracy {m['accuracy']:.4f}  F1 {m['f1']:.4f}  AUC {m['auc']:.4f}  "
@@ -101,13 +117,14 @@ def cmd_predict(args) -> int:
     for row in predict(args.model, args.paths, device=args.device, engine=args.engine):
         if "error" in row:
             failed += 1
-            print(f"{row['path']}: {row['error']}", file=sys.stderr)
+            print(one_line(f"{row['path']}: {row['error']}"), file=sys.stderr)
             if args.json:
                 print(json.dumps(row), flush=True)
         elif args.json:
             print(json.dumps(row), flush=True)
         else:
-            print(f"{row['path']}\t{row['label']}\t{row['prob_male']:.4f}", flush=True)
+            print(f"{one_line(row['path'])}\t{row['label']}\t{row['prob_male']:.4f}",
+                  flush=True)
     return 1 if failed else 0
 
 
@@ -119,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UserError as e:
-        print(f"gender {args.command}: error: {e}", file=sys.stderr)
+        print(one_line(f"gender {args.command}: error: {e}"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gender: interrupted", file=sys.stderr)

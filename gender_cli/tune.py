@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gender.constants import BEST_DIR, CONFIG_FILE
 from gender.io import read_json
-from gender_cli.flags import nonneg_int, pos_int, positive
+from gender_cli.flags import nonneg_int, port_number, pos_int, positive
 from gender_cli.flags import number as float_
 
 __all__ = ["add_commands"]
@@ -55,7 +55,7 @@ def add_commands(sub) -> None:
     tu.add_argument("--resume", default=None, metavar="EXPERIMENT",
                     help="continue results/<name> after an interrupted driver")
     tu.add_argument("--quiet", action="store_true", help="no progress table")
-    tu.set_defaults(handler=cmd_tune)
+    tu.set_defaults(handler=cmd_tune, flags_of=_flags_of(tu))
 
     rt = sub.add_parser("retrain", help="retrain an experiment's best trial into best/ "
                                          "(continues an interrupted retrain)")
@@ -68,17 +68,32 @@ def add_commands(sub) -> None:
 
     db = sub.add_parser("dashboard", help="TensorBoard (with HParams) on results/<name>")
     db.add_argument("experiment", help="results/<name> (may still be running)")
-    db.add_argument("--port", type=pos_int, default=6006)
+    db.add_argument("--port", type=port_number, default=6006)
     db.set_defaults(handler=cmd_dashboard)
 
 
+def _flags_of(parser) -> dict[str, tuple[str, object]]:
+    """dest -> (flag as typed, default) for every option of `parser`."""
+    return {a.dest: (a.option_strings[0], a.default)
+            for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
 def _settings(args):
+    from gender.data.layouts import detect_layout
+    from gender.io import check_writable_dir
     from gender.pipeline import resolve_data
     from tuning.resources import TrialResources
     from tuning.settings import QUICK, TuneSettings
     from tuning.space import QUICK_SPACE, default_point, load_space
 
-    # Every flag is checked before anything slow (drawing data, starting Ray) happens.
+    # Every flag is checked before anything slow (drawing data, starting Ray) happens,
+    # and the folders the run will write to are tried now, not when it ends.
+    if args.data is not None:
+        detect_layout(args.data)
+    check_writable_dir(Path(args.results), "--results")
+    storage = args.storage
+    if storage and "://" not in storage:  # a local folder (Ray wants it absolute)
+        storage = str(check_writable_dir(Path(storage), "--storage").resolve())
     preset = QUICK if args.quick else {}
     given = {k: getattr(args, k) for k in ("num_samples", "max_epochs", "grace_period",
                                            "reduction_factor", "time_budget", "ensemble",
@@ -87,15 +102,18 @@ def _settings(args):
     if "time_budget" in given and "num_samples" not in given:
         given["num_samples"] = None  # the budget, not a count, ends the search
     space = load_space(args.space, base=QUICK_SPACE if args.quick else None)
-    TrialResources(args.cpus_per_trial or 1.0, args.gpus_per_trial or 0.0)
+    TrialResources(1.0 if args.cpus_per_trial is None else args.cpus_per_trial,
+                   0.0 if args.gpus_per_trial is None else args.gpus_per_trial)
     settings = TuneSettings(
-        data=args.data or "", name=args.name or time.strftime("tune-%Y%m%d-%H%M%S"),
-        results=args.results, storage=args.storage, objective=args.objective,
+        data=args.data or "",
+        name=args.name if args.name is not None else time.strftime("tune-%Y%m%d-%H%M%S"),
+        results=args.results, storage=storage, objective=args.objective,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         max_concurrent=args.max_concurrent, seed=args.seed, split_seed=args.split_seed,
         seed_grid=args.seed_grid, space=space,
         address=args.address, retrain=args.retrain, quick=args.quick,
         enqueue=[default_point(space)] if args.default_first else [], **{**preset, **given})
+    check_writable_dir(settings.exp_dir, "--name")  # e.g. a file of that name in --results
     settings.data = str(Path(resolve_data(args.data)).resolve())
     return settings
 
@@ -133,11 +151,19 @@ def _summary(settings, summary: dict) -> None:
 
 
 def cmd_tune(args) -> int:
+    from gender.errors import UserError
     from tuning.experiment import resume_experiment, run_experiment
     from tuning.settings import TuneSettings
 
     verbose = 0 if args.quiet else 1
     if args.resume:
+        # The experiment's settings are in its folder; a flag here would be ignored.
+        given = [flag for dest, (flag, default) in args.flags_of.items()
+                 if dest not in ("resume", "quiet") and getattr(args, dest) != default]
+        if given:
+            raise UserError(f"--resume {args.resume}: {', '.join(given)} cannot change a "
+                            f"resumed experiment (its settings are in {args.resume}/"
+                            "experiment.json); resume with --quiet at most")
         settings = TuneSettings.load(args.resume)
         summary = resume_experiment(args.resume, verbose=verbose)
     else:

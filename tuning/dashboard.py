@@ -28,7 +28,6 @@ nothing Ray wrote is changed.
 from __future__ import annotations
 
 import io
-import json
 import math
 import subprocess
 import sys
@@ -108,7 +107,7 @@ def _trial_rows(exp: Path, max_epochs: int, searched: list[str]) -> list[dict]:
     for d in sorted(exp.glob("trial_*")):
         if not (d / "params.json").is_file():
             continue
-        params = json.loads((d / "params.json").read_text())
+        params = read_json(d / "params.json", "trial's parameters file")
         df = _progress(d / "progress.csv")
         # Ray marks a trial's last result `done` when it ends (also when ASHA stops it);
         # an errored trial leaves error.txt.
@@ -128,7 +127,7 @@ def _progress(path: Path) -> pd.DataFrame:
     try:
         text = path.read_text()
         return pd.read_csv(io.StringIO(text[:text.rfind("\n") + 1]))
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError):
+    except (OSError, ValueError):  # also unparseable or not UTF-8: no curve for it yet
         return pd.DataFrame()
 
 

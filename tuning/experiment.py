@@ -14,7 +14,7 @@ from gender.data.splits import write_splits
 from gender.data.tensors import load_arrays
 from gender.errors import UserError
 from gender.pipeline import Prepared, prepare
-from tuning.cluster import start_ray
+from tuning.cluster import check_trials_fit, start_ray
 from tuning.outputs import trials_table, write_trials
 from tuning.resources import TrialResources, default_resources
 from tuning.settings import DEFAULT_NUM_SAMPLES, TuneSettings
@@ -55,7 +55,12 @@ def search_results(settings: TuneSettings):
 
     if not tune.Tuner.can_restore(settings.tune_path):
         raise UserError(f"{settings.exp_dir}: no Ray Tune results at {settings.tune_path}")
-    return ResultGrid(ExperimentAnalysis(settings.tune_path))
+    try:
+        return ResultGrid(ExperimentAnalysis(settings.tune_path))
+    except Exception as e:  # Ray's readers raise many kinds for a damaged state
+        raise UserError(f"{settings.tune_path}: damaged Ray Tune results "
+                        f"({type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
+                        ) from None
 
 
 def _storage(settings: TuneSettings):
@@ -173,8 +178,10 @@ def run_experiment(settings: TuneSettings, verbose: int = 1,
     if (exp / "tuner.pkl").exists() or (exp / TRIALS_FILE).exists():
         raise UserError(f"--name {settings.name}: {exp} already holds an experiment "
                         f"(use --resume {exp} or another --name)")
-    settings.save()
+    # Reach Ray and check that a trial fits before anything is written.
     start_ray(settings.address, quiet=verbose == 0)
+    check_trials_fit(settings.cpus_per_trial, settings.gpus_per_trial)
+    settings.save()
     data, _ = put_data(settings, image_sizes(settings), fresh_splits=True)
     results = build_tuner(settings, data, verbose, callbacks).fit()
     return finish_experiment(settings, results, quiet=verbose == 0)
@@ -184,10 +191,11 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
     """Restore after a lost driver: finished trials kept, unfinished and errored resumed
     from their checkpoints, the Optuna study continued from its journal."""
     settings = TuneSettings.load(exp_dir)
-    start_ray(settings.address, quiet=verbose == 0)
     path = settings.tune_path
     if not tune.Tuner.can_restore(path):
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
+    start_ray(settings.address, quiet=verbose == 0)
+    check_trials_fit(settings.cpus_per_trial, settings.gpus_per_trial)
     data, _ = put_data(settings, image_sizes(settings), fresh_splits=False)
     trainable, _ = _trainable(settings, data)
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,

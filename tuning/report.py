@@ -7,6 +7,7 @@ Only files inside `report/` are ever written or removed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import pandas as pd
 from gender.constants import BEST_DIR, CONFIG_FILE, PREDICTIONS_FILE, REPORT_DIR
 from gender.constants import JOURNAL_FILE as JOURNAL
 from gender.errors import UserError
-from gender.io import write_text
+from gender.io import check_writable_dir, read_json, read_table, write_text
 from tuning import report_plots as plots
 from tuning.pareto import pareto_front
 from tuning.scheduler import rung_epochs
@@ -55,17 +56,15 @@ def write_report(exp_dir: str | Path) -> Path:
     if not (exp / "trials.csv").is_file():
         raise UserError(f"{exp_dir}: no trials.csv yet (the tuning run has not finished; "
                         f"`gender dashboard {exp_dir}` follows a running one)")
-    try:
-        table = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})  # "0123e456" stays
-    except pd.errors.EmptyDataError:
-        table = pd.DataFrame()
+    settings = _json(exp / SETTINGS_FILE)
+    # Every file this page reads is checked first, so a damaged one is one line naming it.
+    table = read_table(exp / "trials.csv", "trials table", ("trial_id", "status"))
     if not len(table):
         raise UserError(f"{exp / 'trials.csv'}: no trials recorded, nothing to report")
-    out = exp / REPORT_DIR
+    out = check_writable_dir(exp / REPORT_DIR, "report folder")
     out.mkdir(exist_ok=True)
     best = exp / "best" / "metrics.json"
-    ctx = _Exp(exp, out, _json(exp / SETTINGS_FILE), table,
-               _json(best) if best.is_file() else None, set())
+    ctx = _Exp(exp, out, settings, table, _json(best) if best.is_file() else None, set())
     sections = [_trials(ctx), _curves(ctx), _parallel(ctx), _importance(ctx), _pareto(ctx),
                 _best(ctx), _provenance(ctx)]
     for stale in set(_PNGS) - ctx.written:  # e.g. roc.png after the data folder went away
@@ -76,7 +75,7 @@ def write_report(exp_dir: str | Path) -> Path:
 # -- helpers -------------------------------------------------------------------------------
 
 def _json(path: Path) -> dict:
-    return json.loads(path.read_text())
+    return read_json(path, "JSON file this experiment wrote")
 
 
 def _fmt(v) -> str:
@@ -152,7 +151,8 @@ def _curves(ctx: _Exp):
     for _, r in ctx.table.iterrows():
         csv = ctx.dir / f"trial_{r['trial_id']}" / "progress.csv"
         if csv.is_file():
-            curves[r["trial_id"]] = (pd.read_csv(csv), r["status"])
+            with contextlib.suppress(ValueError, pd.errors.ParserError):  # counted as missing
+                curves[r["trial_id"]] = (pd.read_csv(csv), r["status"])
     s = ctx.settings
     rungs = (rung_epochs(s.get("grace_period", 1), s.get("reduction_factor", 2),
                          s.get("max_epochs", 1)) if s.get("scheduler", "asha") == "asha" else [])
@@ -160,7 +160,8 @@ def _curves(ctx: _Exp):
     body = _img(ctx, "curves.png", lambda p: plots.curves_png(
         curves, rungs, s.get("max_epochs", 1), p), "validation F1 per epoch")
     if missing:
-        body += _note(f"{missing} trials have no local progress.csv (remote --storage?).")
+        body += _note(f"{missing} trials have no readable local progress.csv (remote "
+                      "--storage?).")
     return ("curves", "Validation F1 per epoch", body)
 
 

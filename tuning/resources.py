@@ -1,12 +1,14 @@
-"""What one trial gets: CPUs and (fractional) GPUs, defaulting from the cluster."""
+"""What one trial gets: CPUs and (fractional) GPUs, defaulting from the cluster, and
+checked against it: a trial no node can hold would wait forever."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 from gender.errors import ConfigError
 
-__all__ = ["TrialResources", "default_resources"]
+__all__ = ["TrialResources", "default_resources", "check_fits"]
 
 
 @dataclass(frozen=True)
@@ -51,3 +53,36 @@ def default_resources(cluster: dict, cpus: float | None = None,
         else:
             cpus = 1.0 if n_cpu <= 8 else 2.0
     return TrialResources(cpus=cpus, gpus=gpus)
+
+
+def _fits(need: dict, node: dict) -> bool:
+    return all(node.get(k, 0.0) >= v for k, v in need.items() if v)
+
+
+def check_fits(res: TrialResources, nodes: list[dict], to_add: list[dict] | None) -> None:
+    """Refuse, before any trial starts, a request that no node can hold.
+
+    A trial runs on one node, so each node is compared on its own (two 1-GPU nodes do not
+    make a place for a 2-GPU trial). `nodes`: the nodes alive now; `to_add`: the node
+    types an autoscaler may add ([] for none, None when it has types we cannot read, in
+    which case it might add anything). Ray would leave such a trial pending forever.
+    """
+    need = {"CPU": res.cpus, "GPU": res.gpus}
+    shapes = nodes + (to_add or [])
+    if to_add is None or any(_fits(need, n) for n in shapes):
+        return
+    flags = {"CPU": ("--cpus-per-trial", "CPUs"), "GPU": ("--gpus-per-trial", "GPUs")}
+    short = [k for k in ("GPU", "CPU") if need[k] > max((n.get(k, 0.0) for n in shapes),
+                                                          default=0.0)]
+    culprits = short or ["GPU", "CPU"]  # each fits somewhere, never both on one node
+    said = " ".join(f"{flags[k][0]} {need[k]:g}" for k in culprits)
+    added = (f"; the autoscaler can add: {_shapes(to_add)}" if to_add else
+             "; no autoscaler adds nodes")
+    raise ConfigError(f"{said}: no node of this cluster can hold one trial (nodes now: "
+                      f"{_shapes(nodes)}{added}), so it would wait forever")
+
+
+def _shapes(nodes: list[dict]) -> str:
+    """"2 x 8 CPUs 1 GPU; 1 x 4 CPUs 0 GPUs": identical nodes counted once."""
+    counts = Counter(f"{n.get('CPU', 0):g} CPUs {n.get('GPU', 0):g} GPUs" for n in nodes)
+    return "; ".join(f"{k} x {shape}" for shape, k in counts.items()) or "none"

@@ -30,11 +30,14 @@ from pathlib import Path
 from ray import tune
 
 from gender.config import TrainConfig
-from gender.constants import BEST_DIR, MODEL_FILE, RETRAIN_DIR
+from gender.constants import BEST_DIR, MODEL_FILE, RETRAIN_DIR, SPLITS_FILE
+from gender.data.layouts import read_dataset
+from gender.data.splits import read_splits
 from gender.engine import Trainer
 from gender.ensemble import compare_recipes, recipe_temperature, view_probs
 from gender.errors import UserError
 from gender.export import load_model
+from gender.io import check_writable_dir
 from gender.pipeline import Prepared, finish_run
 from tuning.cluster import start_ray
 from tuning.experiment import put_data, search_results, trial_dirname, trial_resources
@@ -150,9 +153,12 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
     """Retrain the best trial(s) into `best/` (model.pt, config.json, metrics.json, ...)."""
     exp = Path(exp_dir)
     settings = TuneSettings.load(exp)
+    # Every file the retrain needs is read, and where best/ goes tried, before Ray starts.
+    check_writable_dir(exp / BEST_DIR, "output folder")
+    read_splits(exp / SPLITS_FILE, read_dataset(settings.data))
+    results = results if results is not None else search_results(settings)
     start_ray(settings.address, quiet=quiet)
-    members = retrain_plan(results if results is not None else search_results(settings),
-                           settings)
+    members = retrain_plan(results, settings)
     size = members[0]["config"]["image_size"]
     if not quiet:
         for m in members:

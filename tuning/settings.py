@@ -10,6 +10,7 @@ from pathlib import Path
 from gender.constants import EXPERIMENT_FILE
 from gender.errors import ConfigError, UserError
 from gender.io import read_json, write_json
+from tuning.space import SEARCHABLE, validate_space, widen_for
 
 __all__ = ["TuneSettings", "OBJECTIVES", "SAMPLERS", "SCHEDULERS", "SETTINGS_FILE",
            "DEFAULT_NUM_SAMPLES", "QUICK"]
@@ -24,6 +25,20 @@ DEFAULT_NUM_SAMPLES = 20
 # retraining more would double the demo's time on two cores.
 QUICK = {"num_samples": 8, "max_epochs": 8, "grace_period": 2, "reduction_factor": 2,
          "time_budget": 150, "ensemble": 1}
+
+
+_NUMBER = (int, float)
+_KIND_NAMES = {_NUMBER: "a number", (int,): "a whole number", (bool,): "true or false",
+               (str,): "a string", (dict,): "a mapping", (list,): "a list"}
+_TYPES = {"data": (str,), "name": (str,), "results": (str,), "storage": (str,),
+          "num_samples": (int,), "max_epochs": (int,), "grace_period": (int,),
+          "reduction_factor": (int,), "objective": (str,), "sampler": (str,),
+          "scheduler": (str,), "cpus_per_trial": _NUMBER, "gpus_per_trial": _NUMBER,
+          "time_budget": _NUMBER, "max_concurrent": (int,), "seed": (int,),
+          "split_seed": (int,), "seed_grid": (bool,), "space": (dict,), "enqueue": (list,),
+          "address": (str,), "retrain": (bool,), "quick": (bool,)}
+_OPTIONAL = {"storage", "num_samples", "cpus_per_trial", "gpus_per_trial", "time_budget",
+             "max_concurrent", "address"}
 
 
 @dataclass
@@ -66,6 +81,13 @@ class TuneSettings:
             if not ok:
                 raise ConfigError(msg)
 
+        # Types first (experiment.json may hold anything), so the rules below compare numbers.
+        for name, kinds in _TYPES.items():
+            v = getattr(self, name)
+            if v is None and name in _OPTIONAL:
+                continue
+            check(isinstance(v, kinds) and (bool in kinds or not isinstance(v, bool)),
+                  f"{name} must be {_KIND_NAMES[kinds]}, got {v!r}")
         check(self.num_samples is not None or self.time_budget is not None,
               "--num-samples may be left open only with --time-budget (trials until it ends)")
         check(self.num_samples is None or self.num_samples >= 1,
@@ -86,6 +108,9 @@ class TuneSettings:
               f"--ensemble must be in [1, 10], got {self.ensemble}")
         check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
               f"--name must be a plain folder name, got {self.name!r}")
+        for name in ("seed", "split_seed"):  # numpy and Optuna seeds are 32-bit
+            check(0 <= getattr(self, name) < 2**32,
+                  f"--{name.replace('_', '-')} must be in [0, 2**32), got {getattr(self, name)}")
 
     @property
     def ray_num_samples(self) -> int:
@@ -122,6 +147,16 @@ class TuneSettings:
         # The folder may have moved since: trust where it is now.
         d["results"], d["name"] = str(Path(exp_dir).resolve().parent), Path(exp_dir).resolve().name
         try:
-            return cls(**d)
+            settings = cls(**d)
+            # The space and first points are checked as a --space file would be, so a
+            # damaged file stops here rather than after Ray has started.
+            settings.space = validate_space(settings.space, where="space")
+            missing = [n for n in SEARCHABLE if n not in settings.space]
+            if missing:
+                raise ConfigError(f"space: no entry for {', '.join(missing)}")
+            if not all(isinstance(p, dict) for p in settings.enqueue):
+                raise ConfigError("enqueue must be a list of configurations (mappings)")
+            widen_for(settings.space, settings.enqueue)
         except (TypeError, ValueError) as e:
             raise UserError(f"{path}: {e}") from None
+        return settings

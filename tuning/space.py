@@ -16,6 +16,7 @@ import yaml
 
 from gender.config import ARCHS, HEADS, OPTIMIZERS, TrainConfig
 from gender.errors import ConfigError, UserError
+from gender.io import read_text
 
 __all__ = ["DEFAULT_SPACE", "QUICK_SPACE", "load_space", "validate_space", "define_by_run",
            "NOTEBOOK_GRID", "trial_config", "widen_for", "default_point"]
@@ -116,10 +117,11 @@ def load_space(path: str | Path | None, base: dict | None = None) -> dict:
     if path is None:
         return validate_space(space)
     p = Path(path)
-    if not p.is_file():
-        raise UserError(f"--space {p}: no such file")
     try:
-        text = p.read_text()
+        text = read_text(p, "search space file (YAML or JSON)")
+    except UserError as e:
+        raise UserError(f"--space {e}") from None
+    try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as e:
         raise UserError(f"--space {p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: "

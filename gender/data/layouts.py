@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from gender.constants import IMAGE_EXTENSIONS
-from gender.errors import DataError
+from gender.errors import DataError, UserError
+from gender.io import read_text
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "PARTITION_FILE",
     "DatasetIndex",
     "Sample",
     "describe",
@@ -35,6 +37,7 @@ __all__ = [
 ]
 
 _PARTITIONS = {"0": "train", "1": "val", "2": "test"}
+PARTITION_FILE = "list_eval_partition.txt"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ class DatasetIndex:
 
 def detect_layout(root) -> str:
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: not a folder (a dataset is a folder of images and labels)")
     if not root.is_dir():
         raise DataError(f"{root}: no such directory")
     if (root / "img_align_celeba").is_dir() and (root / "list_attr_celeba.txt").is_file():
@@ -115,7 +120,7 @@ def read_dataset(root) -> DatasetIndex:
 
     # Labels are keyed by bare file name; optional side files add identity and partition.
     identities = _read_name_value_file(root / "identity_CelebA.txt")
-    partitions = _read_name_value_file(root / "list_eval_partition.txt", _PARTITIONS)
+    partitions = _read_name_value_file(root / PARTITION_FILE, _PARTITIONS)
     labels_file = root / ("list_attr_celeba.txt" if layout == "celeba" else "labels.csv")
     images, others = _list_images(folder)
     missing = [(line, n) for n, (_, line) in labels.items() if n not in images]
@@ -233,32 +238,53 @@ def _add_label(labels: dict, name: str, label: int, file: Path, line: int) -> No
     labels[name] = (label, line)
 
 
+def _lines(file: Path, what: str) -> list[str]:
+    """A text file's physical lines (UTF-8, or one DataError line naming the file)."""
+    try:
+        text = read_text(file, what)
+    except UserError as e:
+        raise DataError(str(e)) from None
+    return [ln.removesuffix("\r") for ln in text.split("\n")]
+
+
+def _csv_row(text: str, file: Path, line: int) -> list[str]:
+    """One physical line as CSV fields. A label row never spans lines, so a quote left open
+    is an error on its own line (csv would read on to the end of the file and blame it)."""
+    if "\0" in text:
+        raise DataError(f"{file} line {line}: contains a NUL byte (binary data, not CSV text)")
+    try:
+        return next(csv.reader([text], strict=True), [])
+    except csv.Error as e:
+        why = ("unclosed quote (a quoted field must end on its own line)"
+               if "end of data" in str(e) else f"not valid CSV ({e})")
+        raise DataError(f"{file} line {line}: {why}") from None
+
+
 def _read_labels_csv(file: Path) -> dict[str, tuple[int, int]]:
     """labels.csv -> {file name: (label, line)}. Male is 0/1 or -1/1, never both 0 and -1."""
     labels, female_values = {}, {}
-    with open(file, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [c.strip() for c in next(reader, [])]
-        if not any(header):
-            raise DataError(f"{file}: empty file (expected a header with columns Image,Male)")
-        for col in ("Image", "Male"):
-            if col not in header:
-                raise DataError(f"{file}: missing column {col!r} (header: {', '.join(header)})")
-        i_img, i_male = header.index("Image"), header.index("Male")
-        for row in reader:
-            line = reader.line_num
-            if not any(c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise DataError(f"{file} line {line}: {len(row)} fields, header has "
-                                f"{len(header)}")
-            name, value = _check_name(row[i_img].strip(), file, line), row[i_male].strip()
-            if value not in ("0", "1", "-1"):
-                raise DataError(f"{file} line {line}: Male value {value!r} for {name} "
-                                "(expected 0/1 or -1/1)")
-            if value != "1":
-                female_values.setdefault(value, line)
-            _add_label(labels, name, int(value == "1"), file, line)
+    lines = _lines(file, "labels file (CSV with columns Image,Male)")
+    header = [c.strip() for c in _csv_row(lines[0], file, 1)]
+    if not any(header):
+        raise DataError(f"{file}: empty file (expected a header with columns Image,Male)")
+    for col in ("Image", "Male"):
+        if col not in header:
+            raise DataError(f"{file}: missing column {col!r} (header: {', '.join(header)})")
+    i_img, i_male = header.index("Image"), header.index("Male")
+    for line, text in enumerate(lines[1:], start=2):
+        row = _csv_row(text, file, line)
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{file} line {line}: {len(row)} fields, header has "
+                            f"{len(header)}")
+        name, value = _check_name(row[i_img].strip(), file, line), row[i_male].strip()
+        if value not in ("0", "1", "-1"):
+            raise DataError(f"{file} line {line}: Male value {value!r} for {name} "
+                            "(expected 0/1 or -1/1)")
+        if value != "1":
+            female_values.setdefault(value, line)
+        _add_label(labels, name, int(value == "1"), file, line)
     if len(female_values) > 1:
         raise DataError(f"{file} line {max(female_values.values())}: Male column mixes 0 and "
                         "-1 (use 0/1 or -1/1)")
@@ -269,7 +295,9 @@ def _read_labels_csv(file: Path) -> dict[str, tuple[int, int]]:
 
 def _read_list_attr(file: Path) -> dict[str, tuple[int, int]]:
     """CelebA's list_attr_celeba.txt -> {file name: (Male label, line)}."""
-    lines = file.read_text(encoding="utf-8").splitlines()
+    lines = _lines(file, "CelebA attribute list")
+    while lines and not lines[-1].strip():
+        lines.pop()
     if len(lines) < 2:
         raise DataError(f"{file}: empty file (expected a count line and an attribute line)")
     try:
@@ -307,7 +335,7 @@ def _read_name_value_file(file: Path, allowed: dict[str, str] | None = None) -> 
     if not file.is_file():
         return {}
     out, first_line = {}, {}
-    for line, text in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+    for line, text in enumerate(_lines(file, "list of '<image> <value>' lines"), start=1):
         fields = text.split()
         if not fields:
             continue

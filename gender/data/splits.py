@@ -10,6 +10,7 @@ our fractions are not (0.7/0.15/0.15).
 from __future__ import annotations
 
 import csv
+import io
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,9 +19,9 @@ import numpy as np
 import pandas as pd
 
 from gender.constants import SPLIT_FRACTIONS, SPLITS
-from gender.data.layouts import DatasetIndex, Sample
-from gender.errors import ConfigError, DataError
-from gender.io import atomic_path
+from gender.data.layouts import PARTITION_FILE, DatasetIndex, Sample
+from gender.errors import ConfigError, DataError, UserError
+from gender.io import atomic_path, read_text
 
 __all__ = [
     "MIN_PER_CLASS",
@@ -40,15 +41,23 @@ def make_splits(index: DatasetIndex, seed: int = 0,
                 fractions=SPLIT_FRACTIONS) -> pd.DataFrame:
     """One row per sample (in `index.samples` order): image, label, identity, split.
 
-    Uses the dataset's own partition when every sample has one; otherwise a seeded split,
-    stratified by label and grouped by identity where identities are known.
+    Uses the dataset's own partition file when there is one (it must then cover every
+    sample); otherwise a seeded split, stratified by label and grouped by identity where
+    identities are known.
     """
     fractions = _check_fractions(fractions)
     c = index.counts()
     if min(c["male"], c["female"]) < MIN_PER_CLASS:
         raise DataError(f"{index.root}: dataset too small to split: {c['male']} male and "
                         f"{c['female']} female images, need at least {MIN_PER_CLASS} of each")
-    if all(s.partition is not None for s in index.samples):
+    covered = [s for s in index.samples if s.partition is not None]
+    if covered and len(covered) < len(index.samples):
+        # Half a partition is neither the publisher's split nor ours: say so, don't guess.
+        first = next(s.name for s in index.samples if s.partition is None)
+        raise DataError(f"{index.root / PARTITION_FILE}: covers {len(covered)} of "
+                        f"{len(index.samples)} labelled images ({first} has no row); give "
+                        "every image a partition, or remove the file for a seeded split")
+    if covered:
         split = [s.partition for s in index.samples]
     else:
         split = _assign(index.samples, seed, fractions)
@@ -122,34 +131,49 @@ def read_splits(path, index: DatasetIndex) -> pd.DataFrame:
         raise DataError(f"{path}: no such file")
     by_name = {s.name: s for s in index.samples}
     rows, first_line = [], {}
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in ("image", "label", "split") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
-                            "(expected image,label,split)")
-        for row in reader:
-            line, image = reader.line_num, row["image"]
-            s = by_name.get(image)
-            if s is None:
-                raise DataError(f"{path} line {line}: image {image!r} is not in the dataset "
-                                f"at {index.root}")
-            if row["label"] != str(s.label):
-                raise DataError(f"{path} line {line}: label {row['label']!r} for {image}, "
-                                f"but the dataset says {s.label}")
-            if row["split"] not in SPLITS:
-                raise DataError(f"{path} line {line}: split {row['split']!r} "
-                                f"(expected one of {', '.join(SPLITS)})")
-            if image in first_line:
-                raise DataError(f"{path} line {line}: {image} listed again "
-                                f"(first on line {first_line[image]})")
-            first_line[image] = line
-            rows.append((image, s.label, s.identity, row["split"]))
+    try:
+        text = read_text(path, "splits table")
+    except UserError as e:
+        raise DataError(str(e)) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = [c for c in ("image", "label", "split") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)} "
+                        "(expected image,label,split)")
+    for line, row in _rows(reader, path):
+        image = row["image"]
+        s = by_name.get(image)
+        if s is None:
+            raise DataError(f"{path} line {line}: image {image!r} is not in the dataset "
+                            f"at {index.root}")
+        if row["label"] != str(s.label):
+            raise DataError(f"{path} line {line}: label {row['label']!r} for {image}, "
+                            f"but the dataset says {s.label}")
+        if row["split"] not in SPLITS:
+            raise DataError(f"{path} line {line}: split {row['split']!r} "
+                            f"(expected one of {', '.join(SPLITS)})")
+        if image in first_line:
+            raise DataError(f"{path} line {line}: {image} listed again "
+                            f"(first on line {first_line[image]})")
+        first_line[image] = line
+        rows.append((image, s.label, s.identity, row["split"]))
     if not rows:
         raise DataError(f"{path}: no rows")
     df = pd.DataFrame(rows, columns=_COLUMNS)
     df["identity"] = df["identity"].astype(object)
     return df
+
+
+def _rows(reader: csv.DictReader, path: Path):
+    """(line number, row) per row; broken CSV is a DataError naming the line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise DataError(f"{path} line {reader.line_num}: not valid CSV ({e})") from None
+        yield reader.line_num, row
 
 
 def undersample_indices(idx: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:

@@ -139,16 +139,16 @@ def _check_args(n, seed, size, label_noise) -> None:
     def is_int(v):
         return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
-    if not is_int(n) or n < 10:
-        raise ConfigError(f"n must be an integer >= 10, got {n!r}")
-    if not is_int(seed) or seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
-    if not is_int(size) or not 16 <= size <= 256:
-        raise ConfigError(f"size must be an integer with 16 <= size <= 256, got {size!r}")
-    if (not isinstance(label_noise, (int, float, np.floating)) or isinstance(label_noise, bool)
-            or not 0 <= label_noise < 0.5):
-        raise ConfigError(f"label_noise must be a number with 0 <= label_noise < 0.5, "
-                          f"got {label_noise!r}")
+    def check(ok: bool, name: str, rule: str, value) -> None:
+        if not ok:
+            raise ConfigError(f"{name} must be {rule}, got {value!r}", field=name, rule=rule)
+
+    check(is_int(n) and n >= 10, "n", "an integer >= 10", n)
+    check(is_int(seed) and seed >= 0, "seed", "an integer >= 0", seed)
+    check(is_int(size) and 16 <= size <= 256, "size", "an integer with 16 <= size <= 256", size)
+    check(isinstance(label_noise, (int, float, np.floating)) and not isinstance(label_noise, bool)
+          and 0 <= label_noise < 0.5, "label_noise", "a number with 0 <= label_noise < 0.5",
+          label_noise)
 
 
 def _is_synth_output(folder: Path) -> bool:

@@ -20,6 +20,7 @@ from gender.errors import ConfigError
     ("mixup", -0.1, "mixup must be in [0, 10]"),
     ("seed", -1, "seed must be in [0, 2**32)"),
     ("batch_norm", 1, "batch_norm must be true or false"),
+    ("batch_size", 1, "batch_size must be at least 2 with batch norm"),
 ])
 def test_config_rejects_values_that_break_a_rule_and_names_the_rule(field, value, rule):
     with pytest.raises(ConfigError) as e:
@@ -47,3 +48,8 @@ def test_config_from_dict_turns_numpy_scalars_into_python_values():
 def test_pretrained_needs_the_torchvision_shape():
     with pytest.raises(ConfigError, match="pretrained"):
         TrainConfig(pretrained="imagenet", width=0.5)
+
+
+def test_a_batch_of_one_is_fine_without_batch_norm():
+    # With batch norm every batch of one would be skipped and an untrained model saved.
+    assert TrainConfig(batch_size=1, batch_norm=False).batch_size == 1

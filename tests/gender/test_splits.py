@@ -110,11 +110,18 @@ def test_celeba_partition_file_decides_the_split(tmp_path):
     assert list(df.split[:3]) == ["train"] * 3 and df.split.iloc[-1] == "test"
 
 
-def test_partial_partition_falls_back_to_a_seeded_split(tmp_path):
+def test_a_partition_file_covering_part_of_the_images_is_refused(tmp_path):
+    # Neither the publisher's split nor a seeded one: a silent fallback would hide it.
     index = make_index(tmp_path)
     index.samples[0] = Sample(index.samples[0].name, index.samples[0].label,
                               index.samples[0].identity, "test")
-    df = make_splits(index)
+    with pytest.raises(DataError, match=rf"list_eval_partition.txt: covers 1 of "
+                                        rf"{len(index.samples)} labelled images"):
+        make_splits(index)
+
+
+def test_no_partition_at_all_gets_a_seeded_identity_disjoint_split(tmp_path):
+    df = make_splits(make_index(tmp_path))
     assert set(df.split) == set(SPLITS)
     assert df.groupby("identity").split.nunique().max() == 1
 

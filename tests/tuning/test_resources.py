@@ -1,5 +1,8 @@
-"""Trial resources: defaults from the cluster, validation, and fractional GPUs on a Ray
+"""Trial resources: defaults from the cluster, validation, the check against what the
+cluster's nodes (and those its autoscaler may add) can hold, and fractional GPUs on a Ray
 that only pretends to have one (training must fall back to the CPU)."""
+
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -8,7 +11,7 @@ from ray import tune
 
 from gender.errors import ConfigError
 from tuning.experiment import run_experiment
-from tuning.resources import TrialResources, default_resources
+from tuning.resources import TrialResources, check_fits, default_resources
 from tuning.settings import TuneSettings
 from tuning.space import QUICK_SPACE, load_space
 
@@ -71,3 +74,50 @@ def test_quarter_gpu_trials_run_four_at_once_and_train_on_the_cpu(synth_data, tm
     assert len(trial_dirs) == 4
     for d in trial_dirs:
         assert set(pd.read_csv(d / "progress.csv")["device"]) == {"cpu"}
+
+
+# ---------------------------------------------------------------- what the cluster can hold
+
+CPU_BOX = [{"CPU": 2.0}]
+
+
+@pytest.mark.parametrize("cpus,gpus,flag", [(1, 2, "--gpus-per-trial 2"),
+                                            (4, 0, "--cpus-per-trial 4"),
+                                            (4, 2, "--gpus-per-trial 2 --cpus-per-trial 4")])
+def test_a_trial_no_node_can_hold_is_refused_naming_the_flag(cpus, gpus, flag):
+    with pytest.raises(ConfigError, match=f"^{flag}: no node of this cluster can hold one "
+                                          r"trial \(nodes now: 1 x 2 CPUs 0 GPUs; no "
+                                          "autoscaler adds nodes"):
+        check_fits(TrialResources(cpus, gpus), CPU_BOX, [])
+
+
+def test_a_trial_runs_on_one_node_so_resources_do_not_add_up_across_nodes():
+    two_single_gpu_nodes = [{"CPU": 4.0, "GPU": 1.0}] * 2
+    check_fits(TrialResources(1, 1), two_single_gpu_nodes, [])
+    with pytest.raises(ConfigError, match="--gpus-per-trial 2: .* 2 x 4 CPUs 1 GPUs"):
+        check_fits(TrialResources(1, 2), two_single_gpu_nodes, [])
+    with pytest.raises(ConfigError, match="--gpus-per-trial 1 --cpus-per-trial 8"):
+        check_fits(TrialResources(8, 1), [{"CPU": 8.0}, {"CPU": 4.0, "GPU": 1.0}], [])
+
+
+def test_the_node_types_cluster_yaml_lets_the_autoscaler_add_count():
+    import yaml
+
+    from tuning.cluster import node_types_in
+
+    config = yaml.safe_load((Path(__file__).parents[2] / "cluster.yaml").read_text())
+    to_add = node_types_in(config)
+    assert to_add == [{"CPU": 4.0, "GPU": 1.0}]  # the g5.xlarge workers, 0 to 8 of them
+    head = [{"CPU": 8.0, "GPU": 0.0}]  # the m5.2xlarge head alone, before any worker
+    check_fits(TrialResources(4, 1), head, to_add)  # pends until a GPU worker comes up
+    with pytest.raises(ConfigError, match="--gpus-per-trial 2: .*the autoscaler can add: "
+                                          "1 x 4 CPUs 1 GPUs"):
+        check_fits(TrialResources(1, 2), head, to_add)
+
+
+def test_node_types_without_stated_resources_might_hold_anything():
+    from tuning.cluster import node_types_in
+
+    config = {"available_node_types": {"gpu": {"max_workers": 4, "node_config": {}}}}
+    assert node_types_in(config) is None
+    check_fits(TrialResources(1, 8), CPU_BOX, None)  # not refused: it may fit
