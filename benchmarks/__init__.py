@@ -9,4 +9,4 @@ __all__ = ["BENCHMARKS"]
 
 # Run order: the longest and most telling first. Each that starts Ray shuts it down at
 # the end, so the in-process measurements never share the cores with idle Ray processes.
-BENCHMARKS = ("efficiency", "overhead", "datapath", "compute", "inference", "gpu")
+BENCHMARKS = ("search", "efficiency", "overhead", "datapath", "compute", "inference", "gpu")

@@ -33,6 +33,7 @@ class Options:
     real: bool = False  # data-bound benchmarks read REAL_DATA instead of synthetic faces
     out: Path = Path("results/bench")
     model: str | None = None  # inference: an existing model.pt (or a folder holding one)
+    rebuild: bool = False  # search: retrain its cached table of learning curves
 
     @property
     def runs(self) -> Path:
