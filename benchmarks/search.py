@@ -38,13 +38,13 @@ from tuning.space import define_by_run, trial_config
 
 __all__ = ["run", "FULL", "QUICK", "METHODS", "replay_all", "summarise", "make_method"]
 
-# Full: the table of SPACE (72 configurations) and the grid at a 6-epoch cap; rungs at 2
+# Full: the table of SPACE (18 configurations) and the grid at a 6-epoch cap; rungs at 2
 # and 4 epochs (grace 2, factor 2: two cuts inside the cap, as the defaults put three
-# inside 20 epochs). The budget is the grid's 12 x 6 trial-epochs: random search then
-# sees 12 configurations, a sixth of the space. Two workers, as the machine's two
-# cores run two one-CPU trials.
+# inside 20 epochs). The budget, 36 trial-epochs, is six full trainings: random search
+# sees a third of the space, the grid its first 6 points. Two workers, as the machine's
+# two cores run two one-CPU trials.
 FULL = {"space": SPACE, "grid_every": 1, "cap": 6, "grace_period": 2, "reduction_factor": 2,
-        "budget": 72, "workers": 2, "seeds": 20, "jitter": 0.1, "live_trials": 12}
+        "budget": 36, "workers": 2, "seeds": 20, "jitter": 0.1, "live_trials": 6}
 # Quick: a smoke run of the same code on 8 configurations and a quarter of the grid.
 QUICK = {"space": QUICK_SPACE, "grid_every": 4, "cap": 2, "grace_period": 1,
          "reduction_factor": 2, "budget": 12, "workers": 2, "seeds": 2, "jitter": 0.1,
