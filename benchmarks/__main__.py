@@ -43,9 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus-per-replica", type=float, default=0.0,
                     help="serve: each replica on this share of a GPU (CUDA machines)")
     ap.add_argument("--out", default="results/bench", help="JSON and plots (default: %(default)s)")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="search: retrain its cached table of learning curves")
     args = ap.parse_args(argv)
     opts = Options(quick=args.quick, real=args.real, out=Path(args.out), model=args.model,
-                   gpus_per_replica=args.gpus_per_replica)
+                   gpus_per_replica=args.gpus_per_replica, rebuild=args.rebuild)
     # Ray's Tune warns about slow checkpoint syncs on a busy machine; that is the point here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # `start_ray`'s policy (token auth), set before anything imports ray: Ray reads the

@@ -34,6 +34,7 @@ class Options:
     out: Path = Path("results/bench")
     model: str | None = None  # inference, serve: an existing model.pt (or its folder)
     gpus_per_replica: float = 0.0  # serve: replicas on (a share of) a GPU
+    rebuild: bool = False  # search: retrain its cached table of learning curves
 
     @property
     def runs(self) -> Path:

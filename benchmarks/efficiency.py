@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, trial_frames, tune_once
+from benchmarks.search_pool import SCALE
 from gender.config import TrainConfig
 from tuning.settings import TuneSettings
 from tuning.space import (
@@ -34,9 +35,8 @@ from tuning.space import (
 
 __all__ = ["run", "SCALE", "grid_space", "search_space", "best_so_far", "compute_to_reach"]
 
-# Scaled for two CPU cores, identically for every method: the grid keeps its arch,
-# optimizer, lr, alpha, batch_norm and head, but trains at this width and image size.
-SCALE = {"width": 0.125, "image_size": 32}
+# Scaled for two CPU cores, identically for every method (SCALE: the search benchmark's
+# width and image size): the grid keeps its arch, optimizer, lr, alpha, batch_norm and head.
 # Full: the whole grid, as many random trials, TPE + ASHA at the project's defaults (20
 # trials, grace 2, reduction 3) but the cap, which is lowered so the run fits ~15 minutes of
 # two shared cores. Quick: a smoke run of the same pipeline (a quarter of the grid, cap 2);

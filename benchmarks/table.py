@@ -44,6 +44,46 @@ def _efficiency(d: dict) -> list[tuple[str, str]]:
     return out
 
 
+def _iqr(q: dict, digits: int) -> str:
+    return f"{_x(q['median'], digits)} [{_x(q['q25'], digits)}-{_x(q['q75'], digits)}]"
+
+
+def _search(d: dict) -> list[tuple[str, str]]:
+    p, seeds = d["params"], d["params"]["seeds"]
+    out = [(f"per method, {seeds} seeds, {p['budget']} trial-epochs each, "
+            f"{len(d['pool']['configs'])} tabulated configurations (cap {p['cap']}, "
+            f"{p['workers']} workers)", "best val F1 at the end, median [IQR]; trial-epochs "
+            f"to reach random search's final best ({d['random_final_best_median']:.3f}), "
+            f"median [IQR] (seeds that reach it)")]
+    for m in d["methods"].values():
+        out.append((m["label"], f"{_iqr(m['final_best'], 3)}; "
+                    f"{_iqr(m['epochs_to_random_best'], 0)} "
+                    f"({m['reached_random_best']}/{seeds})"))
+    for other, c in d["ours_versus"].items():
+        if other in ("random-asha", "tpe"):
+            continue
+        f, e = c["final_best"], c["epochs_to_random_best"]
+        out.append((f"ours vs {d['methods'][other]['label']} (Mann-Whitney U, p < 0.05)",
+                    f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to random's "
+                    f"best {e['verdict']} (p {e['p_value']:.2g})"))
+    t = d["target"]
+    out.append((f"target: {t['rule']}", f"{'met' if t['met'] else 'not met'} "
+                f"({_x(t['fraction'])})"))
+    for live in d["live"]:
+        o, n = live["overhead"], live["trials"]
+        out.append((f"live {live['method']}, {n} trials, against its replay: curves equal to "
+                    f"the table's; same configurations; same stops; best F1 live / replay",
+                    f"{live['curves_equal_table']}/{n}; {live['same_config_as_replay']}/{n}; "
+                    f"{live['same_stop_as_replay']}/{n}; {live['best_live']:.3f} / "
+                    f"{live['best_replay']:.3f}"))
+        out.append((f"live {live['method']}: Ray's seconds per epoch beyond the loop's; at a "
+                    f"trial's start; launching and idle per trial; loop epoch in Ray / table",
+                    f"{o['per_epoch_s']:.2f}; {o['trial_start_s']:.2f}; "
+                    f"{o['launch_and_idle_per_trial_s']:.1f}; "
+                    f"{o['loop_epoch_in_ray_vs_table']:.2f}"))
+    return out
+
+
 def _overhead(d: dict) -> list[tuple[str, str]]:
     plain, ray_ = d["sides"]
     c = d["config"]
@@ -120,8 +160,9 @@ def _gpu(d: dict) -> list[tuple[str, str]]:
     return out
 
 
-_ROWS = {"efficiency": _efficiency, "overhead": _overhead, "datapath": _datapath,
-         "compute": _compute, "inference": _inference, "serve": _serve, "gpu": _gpu}
+_ROWS = {"search": _search, "efficiency": _efficiency, "overhead": _overhead,
+         "datapath": _datapath, "compute": _compute, "inference": _inference, "serve": _serve,
+         "gpu": _gpu}
 
 
 def render(folder: str | Path = "results/bench") -> str:
@@ -131,7 +172,7 @@ def render(folder: str | Path = "results/bench") -> str:
     if not found:
         raise SystemExit(f"{folder}: no benchmark JSON there (run `python -m benchmarks`)")
     lines = ["| benchmark | measure | figure |", "|---|---|---|"]
-    for name in ("efficiency", "overhead", "datapath", "compute", "inference", "serve", "gpu"):
+    for name in _ROWS:
         d = found.get(name)
         if d is None:
             continue

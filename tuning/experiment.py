@@ -21,7 +21,7 @@ from tuning.settings import DEFAULT_NUM_SAMPLES, TuneSettings
 from tuning.space import NOTEBOOK_GRID, define_by_run, widen_for
 from tuning.trainable import train_trial
 
-__all__ = ["put_data", "build_tuner", "run_experiment", "resume_experiment",
+__all__ = ["put_data", "build_search", "build_tuner", "run_experiment", "resume_experiment",
            "finish_experiment", "search_results", "trial_resources", "image_sizes",
            "trial_dirname"]
 
@@ -106,15 +106,16 @@ def trial_dirname(trial) -> str:
     return f"trial_{trial.trial_id}"  # short: the config is in params.json and trials.csv
 
 
-def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
-                callbacks: list | None = None) -> tune.Tuner:
+def build_search(settings: TuneSettings, slots: int, storage=None):
+    """The searcher (Optuna through Ray's `OptunaSearch`, at most `slots` trials at once)
+    and the scheduler of an experiment; `storage`: the Optuna study's (in memory if None).
+    `build_tuner` wires them to the trials; benchmarks/search.py replays them."""
     from ray.tune.schedulers import FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
     from tuning.scheduler import FlooredASHA
 
-    trainable, res = _trainable(settings, data)
     multi = settings.objective == "f1,latency"
     first = _first_points(settings)
     import optuna
@@ -137,19 +138,26 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
         metric=["best_val_f1", "latency_ms_p50"] if multi else "best_val_f1",
         mode=["max", "min"] if multi else "max",
         points_to_evaluate=first or None,
-        sampler=sampler, storage=_storage(settings), study_name=settings.name)
-    # Concurrency: what fits the cluster now, unless the user asks for more (an autoscaling
-    # cluster grows to meet pending trials; TPE learns less from many concurrent proposals).
-    slots = settings.max_concurrent or res.slots(ray.cluster_resources())
+        sampler=sampler, storage=storage, study_name=settings.name)
     scheduler = FlooredASHA(metric="val_f1", mode="max", time_attr="training_iteration",
                             max_t=settings.max_epochs, grace_period=settings.grace_period,
                             reduction_factor=settings.reduction_factor)
     if settings.scheduler == "fifo":  # no early stopping: every trial runs to max_epochs
         scheduler = FIFOScheduler()
+    return ConcurrencyLimiter(searcher, max_concurrent=slots), scheduler
+
+
+def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
+                callbacks: list | None = None) -> tune.Tuner:
+    trainable, res = _trainable(settings, data)
+    # Concurrency: what fits the cluster now, unless the user asks for more (an autoscaling
+    # cluster grows to meet pending trials; TPE learns less from many concurrent proposals).
+    slots = settings.max_concurrent or res.slots(ray.cluster_resources())
+    search_alg, scheduler = build_search(settings, slots, _storage(settings))
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=ConcurrencyLimiter(searcher, max_concurrent=slots), scheduler=scheduler,
+            search_alg=search_alg, scheduler=scheduler,
             num_samples=settings.ray_num_samples, time_budget_s=settings.time_budget,
             trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname),
         run_config=_run_config(settings, verbose, callbacks),

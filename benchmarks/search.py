@@ -1,0 +1,468 @@
+"""Search efficiency across seeds: our TPE + FlooredASHA against what a user would write.
+
+Every method gets the same budget of trial-epochs on the same tabulated problem
+(`benchmarks.search_pool`: full curves of every configuration of a discretised default
+space plus the notebook grid, trained once by the project's `Trainer`). Its real searcher
+and scheduler objects are replayed against the table in simulated time
+(`benchmarks.replay`), once per seed. Then two methods run live through Ray Tune on the
+same setup, to check the replay against reality and to measure the Ray stack's overhead.
+
+Methods: the notebook grid; random search; random + our ASHA; our TPE without early
+stopping; Ray's documented recipe (`OptunaSearch` + `ASHAScheduler`, nothing of ours);
+Optuna alone (TPE + `SuccessiveHalvingPruner`); ours (`tuning.experiment.build_search`:
+TPE + `FlooredASHA`); and ablations of ours that take away the chance floor, the
+best-so-far rungs, or both.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, trial_frames, tune_once
+from benchmarks.replay import GridMethod, OptunaMethod, RayMethod, Run, simulate
+from benchmarks.search_pool import (
+    QUICK_SPACE,
+    SPACE,
+    TRAIN_SEED,
+    Table,
+    grid_configs,
+    load_or_build,
+    pool_configs,
+)
+from tuning.settings import TuneSettings
+from tuning.space import define_by_run, trial_config
+
+__all__ = ["run", "FULL", "QUICK", "METHODS", "replay_all", "summarise", "make_method"]
+
+# Full: the table of SPACE (18 configurations) and the grid at a 6-epoch cap; rungs at 2
+# and 4 epochs (grace 2, factor 2: two cuts inside the cap, as the defaults put three
+# inside 20 epochs). The budget, 36 trial-epochs, is six full trainings: random search
+# sees a third of the space, the grid its first 6 points. Two workers, as the machine's
+# two cores run two one-CPU trials.
+FULL = {"space": SPACE, "grid_every": 1, "cap": 6, "grace_period": 2, "reduction_factor": 2,
+        "budget": 36, "workers": 2, "seeds": 20, "jitter": 0.1, "live_trials": 6}
+# Quick: a smoke run of the same code on 8 configurations and a quarter of the grid.
+QUICK = {"space": QUICK_SPACE, "grid_every": 4, "cap": 2, "grace_period": 1,
+         "reduction_factor": 2, "budget": 12, "workers": 2, "seeds": 2, "jitter": 0.1,
+         "live_trials": 3}
+
+# name: (label, in the README's comparison?)
+METHODS = {
+    "grid": "notebook grid (12 configs to the cap)",
+    "random": "random search, no early stopping",
+    "random-asha": "random search + our ASHA",
+    "tpe": "our TPE, no early stopping",
+    "ray-asha": "Ray's recipe: OptunaSearch + ASHAScheduler",
+    "optuna-sha": "Optuna alone: TPE + SuccessiveHalvingPruner",
+    "ours": "ours: our TPE + FlooredASHA",
+    "ours-plain-asha": "ablation: our TPE + Ray's ASHAScheduler",
+    "ours-no-floor": "ablation: ours without the chance floor",
+    "ours-no-best": "ablation: ours without best-so-far rungs",
+}
+
+
+def _settings(p: dict, seed: int, sampler: str = "tpe", scheduler: str = "asha",
+              num_samples: int | None = None, **kw) -> TuneSettings:
+    # No trial count: the budget alone ends the search, as `gender tune --time-budget`
+    # without `--num-samples` (the replay never reads the time budget itself).
+    return TuneSettings(data="-", name=f"replay-{seed}", num_samples=num_samples,
+                        time_budget=None if num_samples else 1.0, max_epochs=p["cap"],
+                        grace_period=p["grace_period"],
+                        reduction_factor=p["reduction_factor"], space=p["space"],
+                        sampler=sampler, scheduler=scheduler, seed=seed, retrain=False,
+                        **kw)
+
+
+def _ray_asha(p: dict, metric: str = "val_f1"):
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max",
+                         max_t=p["cap"], grace_period=p["grace_period"],
+                         reduction_factor=p["reduction_factor"])
+
+
+def _constants(p: dict) -> dict:
+    return {"epochs": p["cap"], "seed": TRAIN_SEED}
+
+
+def ray_recipe(p: dict, seed: int, workers: int):
+    """Ray's documented OptunaSearch + ASHA example, in our space: the searcher learns from
+    the last reported validation F1, ASHA ranks by it; Optuna's default TPE, seeded."""
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(space=define_by_run(p["space"], _constants(p)), metric="val_f1",
+                            mode="max", seed=seed)
+    return ConcurrencyLimiter(searcher, max_concurrent=workers), _ray_asha(p)
+
+
+def make_method(name: str, p: dict, seed: int, table: Table | None = None,
+                num_samples: int | None = None):
+    """A fresh method object (searcher + scheduler) for one replay."""
+    import optuna
+
+    from tuning.experiment import build_search
+    from tuning.scheduler import FlooredASHA
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    w = p["workers"]
+    if name == "grid":
+        return GridMethod(grid_configs(p["cap"])[::p["grid_every"]])
+    if name == "ray-asha":
+        return RayMethod(*ray_recipe(p, seed, w))
+    if name == "optuna-sha":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = optuna.create_study(
+                direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=optuna.pruners.SuccessiveHalvingPruner(
+                    min_resource=p["grace_period"], reduction_factor=p["reduction_factor"]))
+        return OptunaMethod(study, p["space"], _constants(p))
+    sampler = "random" if name.startswith("random") else "tpe"
+    scheduler = "fifo" if name in ("random", "tpe") else "asha"
+    search_alg, ours = build_search(_settings(p, seed, sampler, scheduler, num_samples), w)
+    if name == "ours-plain-asha":
+        return RayMethod(search_alg, _ray_asha(p))
+    if name == "ours-no-floor":  # best-so-far rungs alone
+        return RayMethod(search_alg, _ray_asha(p, metric="best_val_f1"))
+    if name == "ours-no-best":  # the chance floor alone
+        return RayMethod(search_alg, _FloorOnly(
+            metric="val_f1", mode="max", time_attr="training_iteration", max_t=p["cap"],
+            grace_period=p["grace_period"], reduction_factor=p["reduction_factor"]))
+    assert isinstance(ours, FlooredASHA) or scheduler == "fifo"
+    return RayMethod(search_alg, ours)
+
+
+def _floor_only():
+    from tuning.scheduler import FlooredASHA
+
+    class FloorOnly(FlooredASHA):
+        """Ablation: the chance floor, but rungs rank by the rung epoch's F1."""
+
+        def _with_best(self, trial, result):
+            return result
+
+    return FloorOnly
+
+
+def _FloorOnly(**kw):  # noqa: N802 - a class made on first use (lazy Ray import)
+    return _floor_only()(**kw)
+
+
+def replay_all(table: Table, p: dict, methods=METHODS, seeds: int | None = None) -> dict:
+    """{method: [Run per seed]}."""
+    runs = {}
+    for name in methods:
+        t0 = time.perf_counter()
+        runs[name] = [simulate(make_method(name, p, s), table, budget=p["budget"],
+                               workers=p["workers"], seed=s, jitter=p["jitter"])
+                      for s in range(seeds or p["seeds"])]
+        print(f"search: replayed {name} x {len(runs[name])} seeds "
+              f"({time.perf_counter() - t0:.1f} s)", flush=True)
+    return runs
+
+
+def _quartiles(values) -> dict:
+    """Median and quartiles; inf (a target never reached) ranks above every number."""
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        return {"median": math.nan, "q25": math.nan, "q75": math.nan}
+    big = 1e18
+    q = np.percentile(np.where(np.isinf(v), big, v), [25, 50, 75])
+    q = [math.inf if x >= big / 2 else float(x) for x in q]
+    return {"median": q[1], "q25": q[0], "q75": q[2]}
+
+
+def _padded(r: Run, budget: int) -> np.ndarray:
+    """Best so far at every trial-epoch up to the budget (flat after a run that ended
+    early: the grid has nothing more to try)."""
+    b = np.asarray(r.best or [0.0], dtype=float)
+    return np.concatenate([b, np.full(max(0, budget - len(b)), b[-1])])[:budget]
+
+
+def _versus(a: list[float], b: list[float], higher_is_better: bool) -> dict:
+    """Win/tie/loss of `a` against `b` across seeds: a two-sided Mann-Whitney U test
+    (p < 0.05) decides between a difference and a tie; the medians say who is ahead."""
+    from scipy.stats import mannwhitneyu
+
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if np.array_equal(np.sort(x), np.sort(y)):
+        p_value = 1.0
+    else:
+        # Unreached targets are inf: ranks handle them, so map them to a large finite value.
+        big = 1e9
+        p_value = float(mannwhitneyu(np.where(np.isinf(x), big, x), np.where(np.isinf(y), big, y),
+                                     alternative="two-sided").pvalue)
+    mx, my = float(np.median(x)), float(np.median(y))
+    better = mx > my if higher_is_better else mx < my
+    verdict = "tie" if p_value >= 0.05 or mx == my else ("win" if better else "loss")
+    return {"verdict": verdict, "p_value": p_value, "median": mx, "other_median": my}
+
+
+def summarise(table: Table, runs: dict, p: dict) -> dict:
+    """Per method: every seed's numbers and curve, medians and quartiles; the target."""
+    budget = p["budget"]
+    pool_best = max(max(r["val_f1"] for r in row["epochs"]) for row in table.doc["configs"])
+    random_final = [r.best[-1] for r in runs["random"]]
+    target = float(np.median(random_final))
+    out = {}
+    for name, rs in runs.items():
+        final = [r.best[-1] if r.best else 0.0 for r in rs]
+        reach = [r.epochs_to_reach(target) for r in rs]
+        quarter = [float(_padded(r, budget)[budget // 4 - 1]) for r in rs]
+        curves = np.stack([_padded(r, budget) for r in rs])
+        out[name] = {
+            "label": METHODS[name], "final_best": _quartiles(final),
+            "best_at_quarter_budget": _quartiles(quarter),
+            "epochs_to_random_best": _quartiles(reach),
+            "reached_random_best": int(np.isfinite(reach).sum()),
+            "trials": _quartiles([len(r.trials) for r in rs]),
+            "found_pool_best": int(sum(abs(f - pool_best) < 1e-12 for f in final)),
+            "curve_q25": np.percentile(curves, 25, axis=0).round(4).tolist(),
+            "curve_median": np.median(curves, axis=0).round(4).tolist(),
+            "curve_q75": np.percentile(curves, 75, axis=0).round(4).tolist(),
+            "seeds": [{"seed": s, "final_best": f, "epochs_to_random_best": e,
+                       "epochs": r.epochs, "trials": r.trials,
+                       "best": [round(v, 4) for v in r.best]}
+                      for s, (r, f, e) in enumerate(zip(rs, final, reach, strict=True))],
+        }
+    ours = out["ours"]
+    comparisons = {}
+    for other in ("ray-asha", "optuna-sha", "random-asha", "tpe", "ours-plain-asha",
+                  "ours-no-floor", "ours-no-best"):
+        if other in out:
+            comparisons[other] = {
+                "final_best": _versus([s["final_best"] for s in ours["seeds"]],
+                                      [s["final_best"] for s in out[other]["seeds"]], True),
+                "epochs_to_random_best": _versus(
+                    [s["epochs_to_random_best"] for s in ours["seeds"]],
+                    [s["epochs_to_random_best"] for s in out[other]["seeds"]], False)}
+    frac = ours["epochs_to_random_best"]["median"] / budget
+    return {"pool_best_val_f1": pool_best, "random_final_best_median": target,
+            "methods": out, "ours_versus": comparisons,
+            "target": {"rule": "ours reaches random search's final best (median over seeds) "
+                               "with <= 1/4 of its trial-epochs, median over seeds",
+                       "fraction": frac, "met": bool(frac <= 0.25)}}
+
+
+def _plot(summary: dict, p: dict, title: str, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
+    x = np.arange(1, p["budget"] + 1)
+    for name, m in summary["methods"].items():
+        if name.startswith("ours-"):
+            continue  # ablations: in the JSON and the table, not to crowd the plot
+        line, = ax.step(x, m["curve_median"], where="post", label=m["label"],
+                        lw=2.2 if name == "ours" else 1.2)
+        ax.fill_between(x, m["curve_q25"], m["curve_q75"], step="post", alpha=0.15,
+                        color=line.get_color())
+    ax.axhline(summary["random_final_best_median"], color="grey", ls="--", lw=0.8,
+               label="random search's final best (median)")
+    ax.axvline(p["budget"] / 4, color="grey", ls=":", lw=0.8, label="1/4 of the budget")
+    ax.set_xlabel("trial-epochs spent")
+    ax.set_ylabel("best validation F1 so far (median, IQR band)")
+    lo = min(m["curve_median"][min(len(m["curve_median"]) - 1, 5)]
+             for m in summary["methods"].values())
+    ax.set_ylim(max(0.0, lo - 0.05), summary["pool_best_val_f1"] + 0.01)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# --- live: two methods through real Ray Tune runs, against their replays ---------------------
+
+def _live_tuner(name: str, settings: TuneSettings, p: dict):
+    """The Tuner of a live run: ours through `build_tuner`; Ray's recipe with the project's
+    trainable (one CPU a trial) and nothing else of ours."""
+    from ray import tune
+
+    from tuning.experiment import build_tuner, put_data
+    from tuning.trainable import train_trial
+
+    data, _ = put_data(settings, [settings.space["image_size"]["choices"][0]], fresh_splits=True)
+    if name == "ours":
+        return build_tuner(settings, data, verbose=0)
+    search_alg, scheduler = ray_recipe(p, settings.seed, p["workers"])
+    return tune.Tuner(
+        tune.with_resources(tune.with_parameters(train_trial, data=data), {"cpu": 1}),
+        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                    num_samples=settings.num_samples),
+        run_config=tune.RunConfig(name=settings.name, storage_path=settings.storage_path,
+                                  verbose=0))
+
+
+def _live_trials(exp_dir, table: Table) -> list[dict]:
+    """Each live trial in the order it started: its configuration's place in the table, its
+    per-epoch F1 and timings."""
+    import json
+
+    frame = trial_frames(exp_dir)
+    out = []
+    for trial, g in frame.groupby("trial"):
+        g = g.sort_values("training_iteration")
+        params = json.loads((exp_dir / trial / "params.json").read_text())
+        out.append({"trial": str(g["trial_id"].iloc[0]),
+                    "config": table.index(trial_config(params)),
+                    "val_f1": g["val_f1"].tolist(), "epoch_seconds": g["epoch_seconds"].tolist(),
+                    "iter_seconds": g["time_this_iter_s"].tolist(),
+                    "timestamp": g["timestamp"].tolist(),
+                    "started": float(g["timestamp"].iloc[0] - g["time_total_s"].iloc[0])})
+    out.sort(key=lambda t: t["started"])
+    return out
+
+
+def _live_best_curve(trials: list[dict]) -> list[float]:
+    """Best F1 so far after each trial-epoch, epochs ordered by report time (whole seconds;
+    ties in creation order)."""
+    events = sorted((ts, i, e, f) for i, t in enumerate(trials)
+                    for e, (ts, f) in enumerate(zip(t["timestamp"], t["val_f1"], strict=True)))
+    return np.maximum.accumulate([f for *_, f in events]).tolist() if events else []
+
+
+def _start_ray(tries: int = 3) -> None:
+    """A local Ray; on a loaded machine its node can time out starting, so try again."""
+    import ray
+
+    from tuning.cluster import start_ray
+
+    for i in range(tries):
+        try:
+            return start_ray(None, quiet=True)
+        except Exception as e:  # Ray raises a bare Exception for a node start timeout
+            ray.shutdown()
+            if i == tries - 1:
+                raise
+            print(f"search: Ray did not start ({str(e)[:80]}); trying again", flush=True)
+            time.sleep(10)
+
+
+def live_check(name: str, table: Table, p: dict, data, root) -> dict:
+    """One live run (`live_trials` trials, seed 0) and its replay (no jitter, same trial
+    count): same configurations, same stops, same best? And each live trial's curve
+    against the table's curve for its configuration."""
+    n = p["live_trials"]
+    settings = TuneSettings(data=str(data), name=f"live-{name}", results=str(root.resolve()),
+                            num_samples=n, max_epochs=p["cap"], grace_period=p["grace_period"],
+                            reduction_factor=p["reduction_factor"], space=p["space"],
+                            seed=TRAIN_SEED, cpus_per_trial=1.0, max_concurrent=p["workers"],
+                            retrain=False)
+    _start_ray()
+    t0 = time.perf_counter()
+    if name == "ours":
+        tune_once(settings)
+    else:
+        settings.save()
+        _live_tuner(name, settings, p).fit()
+    wall = time.perf_counter() - t0
+    live = _live_trials(settings.exp_dir, table)
+    rep = simulate(make_method(name, p, TRAIN_SEED, num_samples=n), table,
+                   budget=10**9, workers=p["workers"], seed=TRAIN_SEED, jitter=0.0,
+                   max_trials=n)
+    configs = table.configs()
+    diffs = [max(abs(a - b["val_f1"]) for a, b in
+                 zip(t["val_f1"], table.curve(configs[t["config"]]), strict=False))
+             for t in live]
+    # Live and replayed trials matched by configuration (two trials that start together
+    # may swap places live): how many configurations both ran, and how many of those
+    # stopped at the same epoch.
+    unmatched = [(t["config"], t["epochs"]) for t in rep.trials]
+    same_config = same_stop = 0
+    for t in live:
+        mine = [u for u in unmatched if u[0] == t["config"]]
+        if mine:
+            u = next((u for u in mine if u[1] == len(t["val_f1"])), mine[0])
+            unmatched.remove(u)
+            same_config += 1
+            same_stop += u[1] == len(t["val_f1"])
+    curve = _live_best_curve(live)
+    k = min(len(curve), rep.epochs)
+    # Per trial-epoch: Ray's time for it, the loop's own time inside Ray, and the table's
+    # time for the same epoch (the plain loop, two processes as here).
+    iters = [(e, t["iter_seconds"][e], t["epoch_seconds"][e],
+              table.curve(configs[t["config"]])[e]["epoch_seconds"])
+             for t in live for e in range(len(t["val_f1"]))]
+    later = [(i, s) for e, i, s, _ in iters if e > 0]
+    first = [i - s for e, i, s, _ in iters if e == 0]
+    busy = sum(i for _, i, _, _ in iters)
+    out = {
+        "method": name, "trials": len(live), "wall_seconds": wall,
+        "trial_epochs": sum(len(t["val_f1"]) for t in live),
+        "curves_equal_table": sum(d < 1e-9 for d in diffs),
+        "max_abs_f1_diff_vs_table": max(diffs) if diffs else math.nan,
+        "same_config_as_replay": same_config, "same_stop_as_replay": same_stop,
+        "best_live": curve[-1] if curve else math.nan,
+        "best_replay": rep.best[-1] if rep.best else math.nan,
+        "max_abs_best_so_far_diff": float(np.max(np.abs(np.subtract(curve[:k], rep.best[:k]))))
+        if k else math.nan,
+        "replay_trial_epochs": rep.epochs,
+        "overhead": {
+            # report + checkpoint + Ray's bookkeeping, per epoch after the first
+            "per_epoch_s": float(np.median([i - s for i, s in later])) if later else math.nan,
+            # the first epoch's extra: fetching the data, building the model and optimiser
+            "trial_start_s": float(np.median(first)) if first else math.nan,
+            # the rest of the wall clock on each slot: launching trials, idle gaps
+            "launch_and_idle_per_trial_s": (wall * p["workers"] - busy) / max(1, len(live)),
+            "loop_epoch_in_ray_vs_table": float(np.median([s / tab for _, _, s, tab in iters]))
+            if iters else math.nan,
+        },
+        "live": live, "replay": rep.trials,
+    }
+    print(f"search: live {name}: {out['trials']} trials, {out['trial_epochs']} trial-epochs in "
+          f"{wall:.0f} s; curves equal to the table's: {out['curves_equal_table']}/{len(live)}; "
+          f"same config as the replay: {out['same_config_as_replay']}, same stop: "
+          f"{out['same_stop_as_replay']}; best {out['best_live']:.4f} live vs "
+          f"{out['best_replay']:.4f} replay", flush=True)
+    return out
+
+
+def run(opts: Options) -> dict:
+    data = data_dir(opts, "search")
+    if data is None:
+        return {"skipped": f"--real: {REAL_DATA} is absent"}
+    p = QUICK if opts.quick else FULL
+    configs = pool_configs(p["space"], p["cap"], p["grid_every"])
+    table = load_or_build(configs, data, opts.out.parent / "search-pool", p["workers"],
+                          rebuild=opts.rebuild)
+    runs = replay_all(table, p)
+    summary = summarise(table, runs, p)
+    lives = [live_check(m, table, p, data, opts.runs / "search") for m in ("ours", "ray-asha")]
+    png = opts.out / "search.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    _plot(summary, p, f"{len(table)} tabulated configurations ({data.name}, width 0.125, 32 px, "
+          f"cap {p['cap']}), {p['seeds']} seeds, {p['workers']} workers"
+          + (" (quick: a smoke run)" if opts.quick else ""), png)
+    rows = [{"method": n, "label": m["label"], **{f"{k}_{q}": m[k][q] for k in
+             ("final_best", "epochs_to_random_best") for q in ("median", "q25", "q75")},
+             "reached": f"{m['reached_random_best']}/{p['seeds']}",
+             "trials": m["trials"]["median"]} for n, m in summary["methods"].items()]
+    print(fmt_table(rows, {"label": "method", "final_best_median": "best F1 (median)",
+                           "final_best_q25": "q25", "final_best_q75": "q75",
+                           "epochs_to_random_best_median": "epochs to random's best",
+                           "epochs_to_random_best_q25": "q25", "epochs_to_random_best_q75": "q75",
+                           "reached": "seeds reaching it", "trials": "trials (median)"}))
+    t = summary["target"]
+    print(f"search: random search's final best (median) {summary['random_final_best_median']:.4f}"
+          f"; the pool's best {summary['pool_best_val_f1']:.4f}; target (ours <= 1/4 of the "
+          f"budget): {'met' if t['met'] else 'NOT met'} ({t['fraction']:.3g}); plot {png}")
+    for other, c in summary["ours_versus"].items():
+        print(f"search: ours vs {other}: final best {c['final_best']['verdict']} (p "
+              f"{c['final_best']['p_value']:.2g}); epochs to random's best "
+              f"{c['epochs_to_random_best']['verdict']} (p "
+              f"{c['epochs_to_random_best']['p_value']:.2g})")
+    return {"params": {k: v for k, v in p.items() if k != "space"}, "space": p["space"],
+            "pool": {"configs": [c.to_dict() for c in table.configs()], "size": len(table),
+                     "identity": table.doc["identity"], "build": table.doc["build"],
+                     "curves": [[round(e["val_f1"], 4) for e in row["epochs"]]
+                                for row in table.doc["configs"]]},
+            "data": str(data), **summary, "live": lives, "plot": str(png)}

@@ -1,0 +1,116 @@
+"""The search benchmark's replay: the real searchers and schedulers against a hand-made
+table of learning curves (no training)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.replay import simulate
+from benchmarks.search import METHODS, QUICK, make_method, replay_all, summarise
+from benchmarks.search_pool import (
+    QUICK_SPACE,
+    SPACE,
+    Table,
+    config_key,
+    grid_configs,
+    pool_configs,
+    space_points,
+)
+
+CAP = 6
+P = {**QUICK, "cap": CAP, "grace_period": 2, "reduction_factor": 2, "budget": 60, "seeds": 2}
+RUNGS = {2, 4, CAP}
+
+
+def _row(cfg, f1s, diverged=False):
+    return {"key": config_key(cfg), "config": cfg.to_dict(), "diverged": diverged,
+            "epochs": [{"val_f1": f, "epoch_seconds": 1.0 + 0.01 * len(f1s)} for f in f1s]}
+
+
+def _table(diverging: int | None = None) -> Table:
+    """Each configuration climbs to its own plateau; the first sits at chance (one class
+    predicted); `diverging`: that configuration's loss blows up in epoch 2."""
+    rows = []
+    for i, cfg in enumerate(pool_configs(QUICK_SPACE, CAP, grid_every=4)):
+        top = 0.33 if i == 0 else 0.6 + 0.03 * i
+        f1s = [round(top * (1 - 0.4 ** (e + 1)) + 0.002 * ((i + e) % 3), 4) for e in range(CAP)]
+        if i == diverging:
+            rows.append(_row(cfg, [f1s[0], 0.0], diverged=True))
+        else:
+            rows.append(_row(cfg, f1s))
+    return Table({"cap": CAP, "configs": rows})
+
+
+def _replay(name: str, seed: int = 0, table: Table | None = None, budget: int = 60):
+    table = table or _table()
+    return simulate(make_method(name, P, seed), table, budget=budget, workers=2, seed=seed)
+
+
+def test_the_pool_covers_the_discretised_space_and_the_notebook_grid():
+    keys = {config_key(c) for c in pool_configs(SPACE, CAP)}
+    assert len(space_points(SPACE)) == 18
+    assert all(config_key(c) in keys for c in grid_configs(CAP))
+    assert len(keys) == len(pool_configs(SPACE, CAP))  # no configuration twice
+
+
+@pytest.mark.parametrize("name", [m for m in METHODS if m != "grid"])
+def test_every_searching_method_spends_exactly_the_budget(name):
+    assert _replay(name).epochs == 60
+
+
+def test_the_grid_stops_when_its_configurations_are_done():
+    run = _replay("grid", budget=1000)
+    assert len(run.trials) == len(grid_configs(CAP)[::4])
+    assert run.epochs == CAP * len(run.trials)
+
+
+@pytest.mark.parametrize("name", ["ours", "ray-asha", "optuna-sha", "random-asha"])
+def test_early_stopping_methods_stop_trials_at_rungs_only(name):
+    run = _replay(name)
+    ended = run.trials[:-2]  # the last two were still running when the budget ran out
+    assert {t["epochs"] for t in ended} <= RUNGS
+    assert any(t["stopped"] for t in ended)
+
+
+@pytest.mark.parametrize("name", ["random", "tpe"])
+def test_methods_without_early_stopping_run_every_trial_to_the_cap(name):
+    run = _replay(name)
+    assert {t["epochs"] for t in run.trials[:-2]} == {CAP}
+
+
+def test_random_search_with_a_fixed_seed_is_reproducible():
+    a, b, c = _replay("random", seed=3), _replay("random", seed=3), _replay("random", seed=4)
+    assert a.trials == b.trials and a.best == b.best
+    assert [t["config"] for t in a.trials] != [t["config"] for t in c.trials]
+
+
+def test_a_diverged_configuration_ends_its_trial_with_f1_zero():
+    first_of_grid = len(space_points(QUICK_SPACE))  # the grid follows the space in the pool
+    table = _table(diverging=first_of_grid)
+    run = _replay("grid", table=table, budget=1000)
+    assert run.trials[0]["epochs"] == 2
+    assert run.trials[0]["best_val_f1"] == \
+        table.doc["configs"][first_of_grid]["epochs"][0]["val_f1"]
+
+
+def test_the_chance_floor_stops_chance_level_trials_that_plain_asha_runs_on():
+    # Every configuration predicts one class (F1 0.33): ASHA's first trial meets no
+    # competition and runs to the cap; the floor stops each at the grace period.
+    chance = Table({"cap": CAP, "configs": [_row(c, [0.33] * CAP)
+                                            for c in pool_configs(QUICK_SPACE, CAP, 4)]})
+    ours = simulate(make_method("ours", P, 0), chance, budget=12, workers=1, seed=0)
+    plain = simulate(make_method("ours-plain-asha", P, 0), chance, budget=12, workers=1, seed=0)
+    assert [t["epochs"] for t in ours.trials] == [2] * 6
+    assert plain.trials[0]["epochs"] == CAP
+
+
+def test_the_summary_measures_every_method_against_random_searchs_median_best():
+    table = _table()
+    runs = replay_all(table, P, methods=["random", "ours", "ray-asha", "grid"])
+    s = summarise(table, runs, P)
+    finals = sorted(r.best[-1] for r in runs["random"])
+    assert s["random_final_best_median"] == pytest.approx(sum(finals) / 2)
+    ours = s["methods"]["ours"]
+    assert len(ours["seeds"]) == 2 and len(ours["curve_median"]) == P["budget"]
+    assert s["target"]["fraction"] == ours["epochs_to_random_best"]["median"] / P["budget"]
+    assert s["ours_versus"]["ray-asha"]["final_best"]["verdict"] in ("win", "tie", "loss")
