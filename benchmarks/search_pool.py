@@ -146,7 +146,7 @@ def _init_worker(data_dir: str, image_size: int) -> None:
     from gender.pipeline import prepare
 
     torch.set_num_threads(1)  # as a Ray trial with one CPU (train_trial sets the same)
-    _DATA = prepare(data_dir, image_size, seed=TRAIN_SEED).data
+    _DATA = prepare(data_dir, image_size, split_seed=TRAIN_SEED).data
 
 
 def _train(cfg_dict: dict) -> dict:
@@ -184,8 +184,7 @@ def _identity(data_dir: Path) -> dict:
     from gender.data.layouts import read_dataset
 
     return {"data_fingerprint": read_dataset(data_dir).fingerprint(),
-            "split_seed": TRAIN_SEED, "threads": 1, "torch": torch.__version__,
-            "training_code": _code_hash()}
+            "split_seed": TRAIN_SEED, "threads": 1, "torch": torch.__version__}
 
 
 def load_or_build(configs: list[TrainConfig], data_dir: Path, cache: Path,
@@ -195,8 +194,12 @@ def load_or_build(configs: list[TrainConfig], data_dir: Path, cache: Path,
     changes a curve; configurations missing there are trained now and appended (so an
     interrupted build resumes, and another pool reuses what it shares). `rebuild`: start
     that file afresh."""
+    # The key leaves the training code out: an edit to the engine that changes no curve
+    # (most do not) must not throw away hours of curves. Each curve records the code that
+    # trained it, and the table says which it holds; `rebuild` retrains them all.
     ident = _identity(data_dir)
     key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+    code = _code_hash()
     path = cache / f"curves-{key}.jsonl"
     cache.mkdir(parents=True, exist_ok=True)
     if rebuild:
@@ -209,7 +212,7 @@ def load_or_build(configs: list[TrainConfig], data_dir: Path, cache: Path,
                 done[r["key"]] = r
     todo = [c for c in configs if config_key(c) not in done]
     build = {"workers": workers, "threads_per_worker": 1, "tabulated_now": len(todo),
-             "cache": str(path)}
+             "cache": str(path), "training_code_now": code}
     if todo:
         # The deepest first, so the last tasks are short and both processes end together.
         todo.sort(key=lambda c: (-int(c.arch[3:]), c.batch_norm, c.head))
@@ -221,6 +224,7 @@ def load_or_build(configs: list[TrainConfig], data_dir: Path, cache: Path,
         with ctx.Pool(workers, _init_worker, (str(data_dir), configs[0].image_size)) as pool, \
                 path.open("a") as out:
             for i, r in enumerate(pool.imap_unordered(_train, [c.to_dict() for c in todo]), 1):
+                r["training_code"] = code
                 out.write(json.dumps(r) + "\n")
                 out.flush()
                 done[r["key"]] = r
@@ -231,5 +235,8 @@ def load_or_build(configs: list[TrainConfig], data_dir: Path, cache: Path,
         build.update(wall_seconds=time.perf_counter() - t0, loadavg_1m=os.getloadavg()[0])
     else:
         print(f"search: all {len(configs)} configurations from {path}")
+    rows = [done[config_key(c)] for c in configs]
+    build["training_code_of_curves"] = sorted({r.get("training_code", "unrecorded")
+                                               for r in rows})
     return Table({"key": key, "identity": ident, "cap": configs[0].epochs, "build": build,
-                  "configs": [done[config_key(c)] for c in configs]})
+                  "configs": rows})

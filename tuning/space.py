@@ -19,7 +19,8 @@ from gender.errors import ConfigError, UserError
 from gender.io import read_text
 
 __all__ = ["DEFAULT_SPACE", "QUICK_SPACE", "load_space", "validate_space", "define_by_run",
-           "NOTEBOOK_GRID", "trial_config", "widen_for", "default_point"]
+           "NOTEBOOK_GRID", "trial_config", "widen_for", "default_point",
+           "default_points"]
 
 # Defaults sized for CPUs and small GPUs; widen width/image_size with --space on big GPUs.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -28,7 +29,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     "width": {"choices": [0.125, 0.25, 0.5]},
     "head": {"choices": list(HEADS)},
     "optimizer": {"choices": list(OPTIMIZERS)},
-    "lr": {"low": 1e-5, "high": 1e-1, "log": True},
+    "lr": {"low": 1e-4, "high": 1e-1, "log": True},
     "momentum": {"low": 0.5, "high": 0.99},  # sgd, rmsprop
     "alpha": {"low": 0.5, "high": 0.99},  # rmsprop
     "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
@@ -166,9 +167,19 @@ def widen_for(space: dict, points: list[dict]) -> dict:
     return out
 
 
+def default_points(space: dict) -> list[dict]:
+    """The first trials TPE has to beat: the package's default configuration, and the same
+    at the space's largest image size when that is larger (on real faces the resolution
+    is worth more than the first rungs show, and ASHA cuts slow starters)."""
+    first = default_point(space)
+    sizes = space.get("image_size", {}).get("choices", [])
+    if sizes and first.get("image_size") is not None and max(sizes) > first["image_size"]:
+        return [first, {**first, "image_size": max(sizes)}]
+    return [first]
+
+
 def default_point(space: dict) -> dict:
-    """The package's default configuration, restricted to what the space can express: a
-    known-sane first trial that TPE then has to beat."""
+    """The package's default configuration, restricted to what the space can express."""
     d = TrainConfig().to_dict()
     point = {}
     for name, spec in space.items():
