@@ -10,8 +10,7 @@ same setup, to check the replay against reality and to measure the Ray stack's o
 Methods: the notebook grid; random search; random + our ASHA; our TPE without early
 stopping; Ray's documented recipe (`OptunaSearch` + `ASHAScheduler`, nothing of ours);
 Optuna alone (TPE + `SuccessiveHalvingPruner`); ours (`tuning.experiment.build_search`:
-TPE + `FlooredASHA`); and ablations of ours that take away the chance floor, the
-best-so-far rungs, or both.
+TPE + `FlooredASHA`); and ours without the chance floor (Ray's `ASHAScheduler`).
 """
 
 from __future__ import annotations
@@ -59,9 +58,7 @@ METHODS = {
     "ray-asha": "Ray's recipe: OptunaSearch + ASHAScheduler",
     "optuna-sha": "Optuna alone: TPE + SuccessiveHalvingPruner",
     "ours": "ours: our TPE + FlooredASHA",
-    "ours-plain-asha": "ablation: our TPE + Ray's ASHAScheduler",
-    "ours-no-floor": "ablation: ours without the chance floor",
-    "ours-no-best": "ablation: ours without best-so-far rungs",
+    "ours-plain-asha": "ablation: ours without the chance floor (Ray's ASHAScheduler)",
 }
 
 
@@ -77,10 +74,10 @@ def _settings(p: dict, seed: int, sampler: str = "tpe", scheduler: str = "asha",
                         **kw)
 
 
-def _ray_asha(p: dict, metric: str = "val_f1"):
+def _ray_asha(p: dict):
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(time_attr="training_iteration", metric=metric, mode="max",
+    return ASHAScheduler(time_attr="training_iteration", metric="val_f1", mode="max",
                          max_t=p["cap"], grace_period=p["grace_period"],
                          reduction_factor=p["reduction_factor"])
 
@@ -127,30 +124,8 @@ def make_method(name: str, p: dict, seed: int, table: Table | None = None,
     search_alg, ours = build_search(_settings(p, seed, sampler, scheduler, num_samples), w)
     if name == "ours-plain-asha":
         return RayMethod(search_alg, _ray_asha(p))
-    if name == "ours-no-floor":  # best-so-far rungs alone
-        return RayMethod(search_alg, _ray_asha(p, metric="best_val_f1"))
-    if name == "ours-no-best":  # the chance floor alone
-        return RayMethod(search_alg, _FloorOnly(
-            metric="val_f1", mode="max", time_attr="training_iteration", max_t=p["cap"],
-            grace_period=p["grace_period"], reduction_factor=p["reduction_factor"]))
     assert isinstance(ours, FlooredASHA) or scheduler == "fifo"
     return RayMethod(search_alg, ours)
-
-
-def _floor_only():
-    from tuning.scheduler import FlooredASHA
-
-    class FloorOnly(FlooredASHA):
-        """Ablation: the chance floor, but rungs rank by the rung epoch's F1."""
-
-        def _with_best(self, trial, result):
-            return result
-
-    return FloorOnly
-
-
-def _FloorOnly(**kw):  # noqa: N802 - a class made on first use (lazy Ray import)
-    return _floor_only()(**kw)
 
 
 def replay_all(table: Table, p: dict, methods=METHODS, seeds: int | None = None) -> dict:
@@ -232,8 +207,7 @@ def summarise(table: Table, runs: dict, p: dict) -> dict:
         }
     ours = out["ours"]
     comparisons = {}
-    for other in ("ray-asha", "optuna-sha", "random-asha", "tpe", "ours-plain-asha",
-                  "ours-no-floor", "ours-no-best"):
+    for other in ("ray-asha", "optuna-sha", "random-asha", "tpe", "ours-plain-asha"):
         if other in out:
             comparisons[other] = {
                 "final_best": _versus([s["final_best"] for s in ours["seeds"]],

@@ -59,29 +59,15 @@ def test_trials_above_chance_follow_ordinary_asha():
     assert _report(s, first, 8, 0.70) == TrialScheduler.STOP  # the epoch cap
 
 
-def _steady_trial_at_the_4_epoch_rung(s):
+def test_rungs_rank_a_trial_by_its_f1_at_the_rung_epoch():
+    s = _scheduler()
     steady = _add(s, "s")
     assert _report(s, steady, 2, 0.80) == TrialScheduler.CONTINUE
     assert _report(s, steady, 4, 0.85) == TrialScheduler.CONTINUE  # the rung's only score
-
-
-def test_rungs_rank_a_trial_by_its_best_epoch_so_far_not_a_dip_at_the_rung():
-    s = _scheduler()
-    _steady_trial_at_the_4_epoch_rung(s)
     dipping = _add(s, "d")
     for epoch, f1 in [(1, 0.70), (2, 0.82), (3, 0.88)]:
         assert _report(s, dipping, epoch, f1) == TrialScheduler.CONTINUE
-    # 0.84 at the 4-epoch rung is below the steady trial's 0.85, but 0.88 (epoch 3) is not.
-    assert _report(s, dipping, 4, 0.84) == TrialScheduler.CONTINUE
-
-
-def test_a_trial_whose_best_so_far_is_below_the_cutoff_is_still_stopped():
-    s = _scheduler()
-    _steady_trial_at_the_4_epoch_rung(s)
-    weaker = _add(s, "w")
-    for epoch, f1 in [(2, 0.81), (3, 0.84)]:
-        assert _report(s, weaker, epoch, f1) == TrialScheduler.CONTINUE
-    assert _report(s, weaker, 4, 0.83) == TrialScheduler.STOP
+    assert _report(s, dipping, 4, 0.84) == TrialScheduler.STOP  # below 0.85 at the rung
 
 
 @pytest.mark.parametrize("grace, factor, cap", [(2, 3, 20), (2, 2, 8), (1, 2, 3), (1, 4, 10),
