@@ -42,10 +42,13 @@ from gender.pipeline import Prepared, finish_run
 from tuning.cluster import start_ray
 from tuning.experiment import put_data, search_results, trial_dirname, trial_resources
 from tuning.outputs import rank_trials, trials_table
+from tuning.resources import TrialResources
 from tuning.settings import TuneSettings
 from tuning.trainable import RETRAIN, load_checkpoint, train_trial
 
-__all__ = ["retrain_best", "retrain_plan"]
+__all__ = ["retrain_best", "retrain_plan", "retrain_resources", "COMPARED"]
+
+COMPARED = 3  # ensembles of up to this many trials are compared on validation
 
 
 def _best_checkpoint(result):
@@ -55,12 +58,14 @@ def _best_checkpoint(result):
     return result.checkpoint
 
 
-def retrain_plan(results, settings: TuneSettings) -> list[dict]:
-    """The members: [{"trial_id", "config", "until", "val_f1", "checkpoint"}], best first.
+def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> list[dict]:
+    """The best trials: [{"trial_id", "config", "until", "val_f1", "state"}], best first,
+    at most `limit` (default: the export's members).
 
     Distinct configurations only, all at the best trial's image size (one decoded
     picture feeds every member).
     """
+    limit = limit or settings.ensemble
     table = trials_table(results, settings.max_epochs)
     ranked = rank_trials(table)
     if not len(ranked):
@@ -81,7 +86,7 @@ def retrain_plan(results, settings: TuneSettings) -> list[dict]:
         members.append({"trial_id": str(row["trial_id"]), "config": cfg.to_dict(),
                         "until": int(row["best_epoch"]), "val_f1": float(row["best_val_f1"]),
                         "state": state})
-        if len(members) == settings.ensemble:
+        if len(members) == limit:
             break
     if not members:
         raise UserError(f"{settings.exp_dir}: the best trials left no checkpoint")
@@ -95,19 +100,36 @@ def _trainer(plan: dict, prep: Prepared, state: dict, split) -> Trainer:
     return trainer
 
 
-def _recipe(members: list[dict], prep: Prepared, settings: TuneSettings) -> dict:
-    """Compare recipes on the validation split with the members' trial checkpoints, and
-    fit the export's temperature there."""
+def _recipe(candidates: list[dict], k: int, prep: Prepared, settings: TuneSettings) -> dict:
+    """Compare recipes (1..len(candidates) members, flip, temperature) on the validation
+    split with the candidates' trial checkpoints, and fit the export's temperature (its
+    first `k` members) there."""
     val = prep.data.splits["val"]
     images, y = prep.data.images[val].numpy(), prep.data.labels[val].numpy()
     views = [view_probs(_trainer(m, prep, m["state"], "train").eval_model, images)
-             for m in members]
-    k = len(members)
+             for m in candidates]
     temperature = recipe_temperature(views, y, k, settings.tta) if settings.calibrate else 1.0
-    return {"comparison": compare_recipes(views, y, max(k, 3)), "temperature": temperature,
+    return {"comparison": compare_recipes(views, y, len(views)), "temperature": temperature,
             "temperature_fitted_on": (f"the validation predictions of the {k} member trials' "
                                       "own checkpoints (trained on the training split)")
             if settings.calibrate else None}
+
+
+def _node_cpus() -> list[float]:
+    import ray
+
+    return [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+
+
+def retrain_resources(trial: TrialResources, members: int, node_cpus: list[float]) -> dict:
+    """Each member gets its trial's resources: the same GPU share, or, for a CPU trial, its
+    CPUs or more. With the search over, a CPU member takes an even share of the CPUs
+    (at most one node's worth: a trial runs on one node), so the cores the other trials
+    used do not sit idle through the retrain."""
+    if trial.gpus or not node_cpus:
+        return trial.as_dict()
+    share = min(max(node_cpus), sum(node_cpus) // max(1, members))
+    return {"cpu": max(trial.cpus, share), "gpu": 0.0}
 
 
 def _plan_name(members: list[dict]) -> str:
@@ -121,8 +143,8 @@ def _run(settings: TuneSettings, members: list[dict], data: dict, verbose: int) 
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
     plans = [{k: m[k] for k in ("trial_id", "config", "until")} for m in members]
-    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data),
-                                    trial_resources(settings).as_dict())
+    res = retrain_resources(trial_resources(settings), len(members), _node_cpus())
+    trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), res)
     name = _plan_name(members)
     path = f"{settings.tune_path}/{name}"
     if tune.Tuner.can_restore(path):
@@ -158,7 +180,10 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
     read_splits(exp / SPLITS_FILE, read_dataset(settings.data))
     results = results if results is not None else search_results(settings)
     start_ray(settings.address, quiet=quiet)
-    members = retrain_plan(results, settings)
+    # The top three (or more) are compared on validation whatever is exported, so every
+    # run's metrics.json shows what an ensemble would have given.
+    candidates = retrain_plan(results, settings, limit=max(settings.ensemble, COMPARED))
+    members = candidates[:settings.ensemble]
     size = members[0]["config"]["image_size"]
     if not quiet:
         for m in members:
@@ -167,7 +192,7 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
                   f"train+val for {m['until']} of its {cfg.epochs} scheduled epochs (its "
                   f"validation F1 peaked at {m['val_f1']:.4f} there)", flush=True)
     data, prep = put_data(settings, [size], fresh_splits=False)
-    recipe = _recipe(members, prep, settings)
+    recipe = _recipe(candidates, len(members), prep, settings)
     results = _run(settings, members, data, verbose=0 if quiet else 1)
     trainers = []
     for m, r in zip(members, results, strict=True):

@@ -121,3 +121,16 @@ def test_node_types_without_stated_resources_might_hold_anything():
     config = {"available_node_types": {"gpu": {"max_workers": 4, "node_config": {}}}}
     assert node_types_in(config) is None
     check_fits(TrialResources(1, 8), CPU_BOX, None)  # not refused: it may fit
+
+
+@pytest.mark.parametrize("trial, members, nodes, expected", [
+    ((1, 0), 1, [2.0], {"cpu": 2.0, "gpu": 0.0}),  # the search is over: both cores
+    ((1, 0), 3, [2.0], {"cpu": 1, "gpu": 0.0}),  # never less than the trial had
+    ((2, 0), 2, [0.0, 8.0, 8.0], {"cpu": 8.0, "gpu": 0.0}),  # one node's worth at most
+    ((1, 0.25), 1, [16.0], {"cpu": 1, "gpu": 0.25}),  # a GPU trial's share, unchanged
+])
+def test_a_retrain_member_gets_its_trials_resources_or_more_idle_cpus(trial, members, nodes,
+                                                                      expected):
+    from tuning.retrain import retrain_resources
+
+    assert retrain_resources(TrialResources(*trial), members, nodes) == expected
