@@ -175,6 +175,8 @@ def test_a_person_uploads_a_photo_and_reads_its_label(server, faces, expected, t
         page.goto(server.url)
         page.wait_for_function("document.getElementById('model').textContent"
                                ".includes('test accuracy')")
+        # A loopback server without a token asks for none.
+        assert not page.locator("#token-form").is_visible()
         page.set_input_files("#files", str(face))
         card = page.locator('.card[data-state="done"]')
         card.wait_for()
