@@ -38,8 +38,7 @@ def add_commands(sub) -> None:
                     help="start with the original notebook's 12 configurations")
     tu.add_argument("--address", default=None, help="existing Ray cluster (auto, HOST:PORT)")
     tu.add_argument("--no-default-first", dest="default_first", action="store_false",
-                    help="don't start with the package's default configuration (at 64 px and at the "
-                         "space's largest image size)")
+                    help="don't start with the package's default configuration")
     tu.add_argument("--seed", type=nonneg_int, default=0,
                     help="seed of the search and of every trial's training (default 0)")
     tu.add_argument("--split-seed", type=nonneg_int, default=0,
@@ -85,7 +84,7 @@ def _settings(args):
     from gender.pipeline import resolve_data
     from tuning.resources import TrialResources
     from tuning.settings import QUICK, TuneSettings
-    from tuning.space import QUICK_SPACE, default_points, load_space
+    from tuning.space import QUICK_SPACE, default_point, load_space
 
     # Every flag is checked before anything slow (drawing data, starting Ray) happens,
     # and the folders the run will write to are tried now, not when it ends.
@@ -113,7 +112,7 @@ def _settings(args):
         max_concurrent=args.max_concurrent, seed=args.seed, split_seed=args.split_seed,
         seed_grid=args.seed_grid, space=space,
         address=args.address, retrain=args.retrain, quick=args.quick,
-        enqueue=default_points(space) if args.default_first else [], **{**preset, **given})
+        enqueue=[default_point(space)] if args.default_first else [], **{**preset, **given})
     check_writable_dir(settings.exp_dir, "--name")  # e.g. a file of that name in --results
     settings.data = str(Path(resolve_data(args.data)).resolve())
     return settings

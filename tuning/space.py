@@ -19,8 +19,7 @@ from gender.errors import ConfigError, UserError
 from gender.io import read_text
 
 __all__ = ["DEFAULT_SPACE", "QUICK_SPACE", "load_space", "validate_space", "define_by_run",
-           "NOTEBOOK_GRID", "trial_config", "widen_for", "default_point",
-           "default_points"]
+           "NOTEBOOK_GRID", "trial_config", "widen_for", "default_point"]
 
 # Defaults sized for CPUs and small GPUs; widen width/image_size with --space on big GPUs.
 DEFAULT_SPACE: dict[str, Any] = {
@@ -167,19 +166,9 @@ def widen_for(space: dict, points: list[dict]) -> dict:
     return out
 
 
-def default_points(space: dict) -> list[dict]:
-    """The first trials TPE has to beat: the package's default configuration, and the same
-    at the space's largest image size when that is larger (on real faces the resolution
-    is worth more than the first rungs show, and ASHA cuts slow starters)."""
-    first = default_point(space)
-    sizes = space.get("image_size", {}).get("choices", [])
-    if sizes and first.get("image_size") is not None and max(sizes) > first["image_size"]:
-        return [first, {**first, "image_size": max(sizes)}]
-    return [first]
-
-
 def default_point(space: dict) -> dict:
-    """The package's default configuration, restricted to what the space can express."""
+    """The package's default configuration, restricted to what the space can express: a
+    known-sane first trial that TPE then has to beat."""
     d = TrainConfig().to_dict()
     point = {}
     for name, spec in space.items():

@@ -6,14 +6,7 @@ import optuna
 import pytest
 
 from gender.errors import ConfigError, UserError
-from tuning.space import (
-    DEFAULT_SPACE,
-    NOTEBOOK_GRID,
-    define_by_run,
-    load_space,
-    trial_config,
-    validate_space,
-)
+from tuning.space import DEFAULT_SPACE, NOTEBOOK_GRID, define_by_run, load_space, trial_config
 
 
 def sample(space, n=40, seed=0):
@@ -88,14 +81,3 @@ def test_notebook_grid_is_the_original_twelve_configurations():
     assert sorted({p["lr"] for p in NOTEBOOK_GRID}) == [5e-5, 1e-4]
     assert sum(p["optimizer"] == "rmsprop" for p in NOTEBOOK_GRID) == 8
 
-
-def test_the_first_trials_are_the_default_at_its_size_and_at_the_largest_size():
-    from tuning.space import default_point, default_points
-
-    first = default_points(validate_space(DEFAULT_SPACE))
-    assert first[0] == default_point(validate_space(DEFAULT_SPACE))
-    assert [p["image_size"] for p in first] == [64, 96]
-    assert {k: v for k, v in first[1].items() if k != "image_size"} == \
-        {k: v for k, v in first[0].items() if k != "image_size"}
-    one_size = validate_space({**DEFAULT_SPACE, "image_size": {"choices": [64]}})
-    assert len(default_points(one_size)) == 1
