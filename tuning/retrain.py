@@ -110,8 +110,10 @@ def _recipe(candidates: list[dict], k: int, prep: Prepared, settings: TuneSettin
              for m in candidates]
     temperature = recipe_temperature(views, y, k, settings.tta) if settings.calibrate else 1.0
     return {"comparison": compare_recipes(views, y, len(views)), "temperature": temperature,
-            "temperature_fitted_on": (f"the validation predictions of the {k} member trials' "
-                                      "own checkpoints (trained on the training split)")
+            "temperature_fitted_on": ("the validation predictions of the member trial's own "
+                                      "checkpoint" if k == 1 else
+                                      f"the validation predictions of the {k} member trials' "
+                                      "own checkpoints") + " (trained on the training split)"
             if settings.calibrate else None}
 
 
