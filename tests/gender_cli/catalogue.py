@@ -498,6 +498,7 @@ case("tune-address-refused", TU + " --address 127.0.0.1:{closed_port}", "--addre
      check=no_file("results/x"))
 case("tune-address-not-ray", TU + " --address 127.0.0.1:{silent_port}", "--address",
      "did not answer", kind="hang", process_only=True, timeout=120,
+     env={"GENDER_RAY_CONNECT_TIMEOUT": "3"},
      check=no_file("results/x"))
 case("tune-address-auto-dead-cluster", TU + " --address auto", "--address auto",
      "127.0.0.1:{closed_port}", kind="hang", process_only=True, timeout=90,
