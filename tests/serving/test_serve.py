@@ -173,8 +173,7 @@ def test_a_person_uploads_a_photo_and_reads_its_label(server, faces, expected, t
     p = want["prob_male"] if want["label"] == "male" else 1 - want["prob_male"]
     with chromium_page() as page:
         page.goto(server.url)
-        page.wait_for_function("document.getElementById('model').textContent"
-                               ".includes('test accuracy')")
+        page.locator("#model", has_text="test accuracy").wait_for()
         # A loopback server without a token asks for none.
         assert not page.locator("#token-form").is_visible()
         page.set_input_files("#files", str(face))
