@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -116,12 +117,10 @@ def _methods(p: dict) -> dict[str, dict]:
 
 def _plot(curves: dict[str, pd.DataFrame], labels: dict, grid_best: float, grid_total: int,
           title: str, path) -> None:
-    import matplotlib
+    from tuning.report_plots import figure, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    fig = figure(7, 4.2)
+    ax = fig.add_subplot()
     for name, c in curves.items():
         if len(c):
             ax.step(c["trial_epochs"], c["best_f1"], where="post", label=labels[name])
@@ -132,9 +131,7 @@ def _plot(curves: dict[str, pd.DataFrame], labels: dict, grid_best: float, grid_
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, Path(path))
 
 
 def run(opts: Options) -> dict:

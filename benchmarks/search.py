@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 import warnings
 
 import numpy as np
@@ -224,12 +225,10 @@ def summarise(table: Table, runs: dict, p: dict) -> dict:
 
 
 def _plot(summary: dict, p: dict, title: str, path) -> None:
-    import matplotlib
+    from tuning.report_plots import figure, save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.8), dpi=120)
+    fig = figure(8, 4.8)
+    ax = fig.add_subplot()
     x = np.arange(1, p["budget"] + 1)
     for name, m in summary["methods"].items():
         if name.startswith("ours-"):
@@ -249,9 +248,7 @@ def _plot(summary: dict, p: dict, title: str, path) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save(fig, Path(path))
 
 
 # --- live: two methods through real Ray Tune runs, against their replays ---------------------

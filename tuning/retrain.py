@@ -39,7 +39,7 @@ from gender.errors import UserError
 from gender.export import load_model
 from gender.io import check_writable_dir
 from gender.pipeline import Prepared, finish_run
-from tuning.cluster import start_ray
+from tuning.cluster import node_shapes, start_ray
 from tuning.experiment import put_data, search_results, trial_dirname, trial_resources
 from tuning.outputs import rank_trials, trials_table
 from tuning.resources import TrialResources
@@ -117,12 +117,6 @@ def _recipe(candidates: list[dict], k: int, prep: Prepared, settings: TuneSettin
             if settings.calibrate else None}
 
 
-def _node_cpus() -> list[float]:
-    import ray
-
-    return [float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
-
-
 def retrain_resources(trial: TrialResources, members: int, node_cpus: list[float]) -> dict:
     """Each member gets its trial's resources: the same GPU share, or, for a CPU trial, its
     CPUs or more. With the search over, a CPU member takes an even share of the CPUs
@@ -145,7 +139,8 @@ def _run(settings: TuneSettings, members: list[dict], data: dict, verbose: int) 
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
     plans = [{k: m[k] for k in ("trial_id", "config", "until")} for m in members]
-    res = retrain_resources(trial_resources(settings), len(members), _node_cpus())
+    res = retrain_resources(trial_resources(settings), len(members),
+                            [float(n.get("CPU", 0)) for n in node_shapes()])
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), res)
     name = _plan_name(members)
     path = f"{settings.tune_path}/{name}"
