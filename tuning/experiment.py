@@ -14,7 +14,7 @@ from gender.data.splits import write_splits
 from gender.data.tensors import load_arrays
 from gender.errors import UserError
 from gender.pipeline import Prepared, prepare
-from tuning.cluster import check_trials_fit, start_ray
+from tuning.cluster import reach_ray
 from tuning.outputs import trials_table, write_trials
 from tuning.resources import TrialResources, default_resources
 from tuning.settings import DEFAULT_NUM_SAMPLES, TuneSettings
@@ -159,6 +159,9 @@ def build_tuner(settings: TuneSettings, data: dict, verbose: int = 1,
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler,
             num_samples=settings.ray_num_samples, time_budget_s=settings.time_budget,
+            # Every trial asks for the same resources, so a finished or stopped trial's
+            # worker process takes the next one: no new process importing torch each time.
+            reuse_actors=True,
             trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname),
         run_config=_run_config(settings, verbose, callbacks),
     )
@@ -182,13 +185,10 @@ def finish_experiment(settings: TuneSettings, results, quiet: bool = False) -> d
 
 def run_experiment(settings: TuneSettings, verbose: int = 1,
                    callbacks: list | None = None) -> dict:
-    exp = settings.exp_dir
-    if (exp / "tuner.pkl").exists() or (exp / TRIALS_FILE).exists():
-        raise UserError(f"--name {settings.name}: {exp} already holds an experiment "
-                        f"(use --resume {exp} or another --name)")
+    settings.check_new()
     # Reach Ray and check that a trial fits before anything is written.
-    start_ray(settings.address, quiet=verbose == 0)
-    check_trials_fit(settings.cpus_per_trial, settings.gpus_per_trial)
+    reach_ray(settings.address, settings.cpus_per_trial, settings.gpus_per_trial,
+              quiet=verbose == 0)
     settings.save()
     data, _ = put_data(settings, image_sizes(settings), fresh_splits=True)
     results = build_tuner(settings, data, verbose, callbacks).fit()
@@ -202,8 +202,8 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
     path = settings.tune_path
     if not tune.Tuner.can_restore(path):
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
-    start_ray(settings.address, quiet=verbose == 0)
-    check_trials_fit(settings.cpus_per_trial, settings.gpus_per_trial)
+    reach_ray(settings.address, settings.cpus_per_trial, settings.gpus_per_trial,
+              quiet=verbose == 0)
     data, _ = put_data(settings, image_sizes(settings), fresh_splits=False)
     trainable, _ = _trainable(settings, data)
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
