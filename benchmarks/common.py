@@ -16,7 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from gender.pipeline import default_data_dir, write_json
+from gender.data.synth import default_data_dir
+from gender.pipeline import write_json
 
 __all__ = ["Options", "REAL_DATA", "machine", "data_dir", "fmt_table", "save", "tune_once",
            "trial_frames", "set_threads", "train_job"]

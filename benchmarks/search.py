@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 import warnings
+from pathlib import Path
 
 import numpy as np
 

@@ -18,8 +18,6 @@ import torch
 from gender.config import TrainConfig
 from gender.constants import (
     CONFIG_FILE,
-    DEFAULT_DATA,
-    DEFAULT_SYNTH,
     ENVIRONMENT_FILE,
     HISTORY_FILE,
     METRICS_FILE,
@@ -37,26 +35,8 @@ from gender.io import atomic_path, check_writable_dir, write_json
 from gender.metrics import binary_metrics, interval_metrics, measure_latency, measure_throughput
 from gender.predict import Predictor
 
-__all__ = ["Prepared", "prepare", "default_data_dir", "resolve_data", "finish_run",
-           "environment", "train_command", "write_predictions"]
-
-
-def default_data_dir() -> Path:
-    """`data/synthetic`, drawn on first use so every command works out of the box.
-
-    An earlier default drawn with other arguments is redrawn (synthesize only replaces
-    its own outputs, never a user's folder)."""
-    from gender.data.synth import synth_args, synthesize
-
-    if synth_args(DEFAULT_DATA) != DEFAULT_SYNTH:
-        why = "first use" if not DEFAULT_DATA.exists() else "the default set changed"
-        print(f"gender: drawing synthetic faces into {DEFAULT_DATA} ({why})", file=sys.stderr)
-        synthesize(DEFAULT_DATA, **DEFAULT_SYNTH)
-    return DEFAULT_DATA
-
-
-def resolve_data(path: str | None) -> Path:
-    return default_data_dir() if path is None else Path(path)
+__all__ = ["Prepared", "prepare", "finish_run", "environment", "train_command",
+           "write_predictions"]
 
 
 @dataclass

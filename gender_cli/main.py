@@ -92,16 +92,19 @@ def cmd_data_synth(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from gender.engine import resolve_device
+    from gender.data.synth import resolve_data
     from gender.io import check_writable_dir
-    from gender.pipeline import resolve_data, train_command
 
     cfg = config_from_args(args)
-    device = resolve_device(args.device)
     out = check_writable_dir(Path(args.out), "--out")
     # Weights are loaded when the model is built, after the data: a missing file fails now.
     if cfg.pretrained not in (None, "imagenet") and not Path(cfg.pretrained).is_file():
         raise UserError(f"--pretrained {cfg.pretrained}: no such file")
+    # The training stack (torch, torchvision) is imported once the flags are known good.
+    from gender.engine import resolve_device
+    from gender.pipeline import train_command
+
+    device = resolve_device(args.device)
     data = resolve_data(args.data)
     m = train_command(cfg, data, out, device, split_seed=args.split_seed)
     print(f"test accuracy {m['accuracy']:.4f}  F1 {m['f1']:.4f}  AUC {m['auc']:.4f}  "

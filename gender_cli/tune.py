@@ -80,8 +80,8 @@ def _flags_of(parser) -> dict[str, tuple[str, object]]:
 
 def _settings(args):
     from gender.data.layouts import detect_layout
+    from gender.data.synth import resolve_data
     from gender.io import check_writable_dir
-    from gender.pipeline import resolve_data
     from tuning.resources import TrialResources
     from tuning.settings import QUICK, TuneSettings
     from tuning.space import QUICK_SPACE, default_point, load_space
@@ -152,7 +152,7 @@ def _summary(settings, summary: dict) -> None:
 
 def cmd_tune(args) -> int:
     from gender.errors import UserError
-    from tuning.experiment import resume_experiment, run_experiment
+    from tuning.cluster import reach_ray
     from tuning.settings import TuneSettings
 
     verbose = 0 if args.quiet else 1
@@ -165,9 +165,18 @@ def cmd_tune(args) -> int:
                             f"resumed experiment (its settings are in {args.resume}/"
                             "experiment.json); resume with --quiet at most")
         settings = TuneSettings.load(args.resume)
+        from tuning.experiment import resume_experiment
+
         summary = resume_experiment(args.resume, verbose=verbose)
     else:
         settings = _settings(args)
+        settings.check_new()
+        # Ray is reached (and a trial checked to fit) before the training stack is
+        # imported, so a wrong address or an impossible request is refused in seconds.
+        reach_ray(settings.address, settings.cpus_per_trial, settings.gpus_per_trial,
+                  quiet=args.quiet)
+        from tuning.experiment import run_experiment
+
         summary = run_experiment(settings, verbose=verbose)
     _summary(settings, summary)
     return 0

@@ -25,7 +25,7 @@ import ray
 from gender.errors import UserError
 from tuning.resources import TrialResources, check_fits, default_resources
 
-__all__ = ["start_ray", "check_trials_fit", "CONNECT_TIMEOUT_S", "node_shapes",
+__all__ = ["start_ray", "reach_ray", "check_trials_fit", "CONNECT_TIMEOUT_S", "node_shapes",
            "node_types_to_add", "node_types_in", "BOOTSTRAP_CONFIG"]
 
 CONNECT_TIMEOUT_S = 10.0  # $GENDER_RAY_CONNECT_TIMEOUT overrides it
@@ -128,7 +128,11 @@ def _resolve(address: str, where: str) -> tuple[str, int, str]:
         raise UserError(f"{where}: no Ray cluster is running on this machine (start one "
                         "with `ray start --head`, or leave out --address for a Ray of "
                         "this command's own)") from None
-    return (*_host_port(target, where), note)
+    host, port = _host_port(target, where)
+    given = address.rpartition(":")[0].strip("[]")
+    if address != "auto" and host != given:
+        note = f"; Ray dials {given} as this machine's address, {host}"
+    return host, port, note
 
 
 def _check_reachable(address: str, where: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
@@ -205,6 +209,33 @@ def node_types_to_add() -> list[dict] | None:
             if group.max_count != 0:
                 types.append({k: float(v) for k, v in group.resources.items()})
     return types
+
+
+def _starts_own_ray(address: str | None) -> bool:
+    target = address or os.environ.get("RAY_ADDRESS") or None
+    return not ray.is_initialized() and target in (None, "local")
+
+
+def _this_machine() -> dict:
+    """The most a Ray started here can hold: Ray counts no more CPUs than the machine has,
+    nor GPUs that CUDA does not see (torch is imported only when GPUs are asked for)."""
+    return {"CPU": float(os.cpu_count() or 1), "GPU": 0.0}
+
+
+def reach_ray(address: str | None, cpus: float | None, gpus: float | None,
+              quiet: bool = False) -> TrialResources:
+    """`start_ray`, then `check_trials_fit`. A run that starts its own Ray is first checked
+    against this machine, so a request it can never hold is refused at once, not after
+    Ray has started."""
+    if _starts_own_ray(address):
+        here = _this_machine()
+        if gpus:
+            import torch
+
+            here["GPU"] = float(torch.cuda.device_count())
+        check_fits(default_resources(here, cpus, gpus), [here], [])
+    start_ray(address, quiet=quiet)
+    return check_trials_fit(cpus, gpus)
 
 
 def check_trials_fit(cpus: float | None, gpus: float | None) -> TrialResources:

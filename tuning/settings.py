@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gender.constants import EXPERIMENT_FILE
+from gender.constants import EXPERIMENT_FILE, TRIALS_FILE
 from gender.errors import ConfigError, UserError
 from gender.io import read_json, write_json
 from tuning.space import SEARCHABLE, validate_space, widen_for
@@ -133,6 +133,13 @@ class TuneSettings:
 
     def save(self) -> None:
         write_json(dataclasses.asdict(self), self.exp_dir / SETTINGS_FILE)
+
+    def check_new(self) -> None:
+        """A new experiment never writes over another one of the same name."""
+        exp = self.exp_dir
+        if (exp / "tuner.pkl").exists() or (exp / TRIALS_FILE).exists():
+            raise UserError(f"--name {self.name}: {exp} already holds an experiment "
+                            f"(use --resume {exp} or another --name)")
 
     @classmethod
     def load(cls, exp_dir: str | Path) -> TuneSettings:

@@ -35,6 +35,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from gender.constants import SPLIT_FRACTIONS
+from gender.constants import DEFAULT_DATA, DEFAULT_SYNTH, SPLIT_FRACTIONS
 from gender.errors import ConfigError, UserError
 
-__all__ = ["CELEBA_ATTRIBUTES", "synthesize", "synth_args"]
+__all__ = ["CELEBA_ATTRIBUTES", "synthesize", "synth_args", "default_data_dir", "resolve_data"]
 
 # CelebA's 40 attributes, in the order of its list_attr_celeba.txt.
 CELEBA_ATTRIBUTES = (
@@ -664,3 +665,20 @@ def _attributes(p: _Person, shot: _Shot, male_label: bool) -> list[int]:
     if hair_attr is not None:
         on[hair_attr] = True
     return [1 if on.get(a, False) else -1 for a in CELEBA_ATTRIBUTES]
+
+
+def default_data_dir() -> Path:
+    """`data/synthetic`, drawn on first use so every command works out of the box.
+
+    An earlier default drawn with other arguments is redrawn (synthesize only replaces
+    its own outputs, never a user's folder)."""
+    if synth_args(DEFAULT_DATA) != DEFAULT_SYNTH:
+        why = "first use" if not DEFAULT_DATA.exists() else "the default set changed"
+        print(f"gender: drawing synthetic faces into {DEFAULT_DATA} ({why})", file=sys.stderr)
+        synthesize(DEFAULT_DATA, **DEFAULT_SYNTH)
+    return DEFAULT_DATA
+
+
+def resolve_data(path: str | None) -> Path:
+    """The folder `--data` names, or the default synthetic set when it is not given."""
+    return default_data_dir() if path is None else Path(path)
