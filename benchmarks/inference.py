@@ -20,7 +20,8 @@ import torch
 from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, set_threads
 from gender.config import TrainConfig
 from gender.constants import DEFAULT_CPU_ENGINE
-from gender.export import load_model, onnx_session, resolve_model_path
+from gender.export import load_model, onnx_session
+from gender.io import resolve_model_path
 from gender.pipeline import train_command
 from gender.predict import Predictor
 

@@ -31,13 +31,13 @@ from torch import nn
 
 from gender.augment import MEAN, STD
 from gender.config import TrainConfig
-from gender.constants import CLASSES, MODEL_FILE, ONNX_FILE
+from gender.constants import CLASSES, ONNX_FILE
 from gender.errors import ConfigError, UserError
 from gender.images import PREPROCESS
-from gender.io import atomic_path
+from gender.io import atomic_path, resolve_model_path
 from gender.models import VGG, build_model
 
-__all__ = ["Deployable", "LoadedModel", "save_model", "load_model", "resolve_model_path",
+__all__ = ["Deployable", "LoadedModel", "save_model", "load_model",
            "FORMAT", "export_onnx", "onnx_session", "file_sha256"]
 
 FORMAT = "gender-tune/model/2"
@@ -132,16 +132,6 @@ def save_model(path: str | Path, models: VGG | list[VGG], configs: TrainConfig |
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
     return path
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """MODEL may be `model.pt` or a folder holding one (e.g. results/<name>/best)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / MODEL_FILE
-    if not p.is_file():
-        raise UserError(f"{path}: no {MODEL_FILE} there")
-    return p
 
 
 def _read_blob(p: Path) -> dict:

@@ -18,13 +18,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gender.constants import MODEL_FILE
 from gender.errors import UserError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["atomic_path", "write_text", "write_bytes", "write_json", "read_json",
-           "read_text", "read_table", "check_writable_dir", "plain", "one_line"]
+           "read_text", "read_table", "check_writable_dir", "plain", "one_line",
+           "resolve_model_path"]
 
 
 @contextlib.contextmanager
@@ -154,3 +156,13 @@ def one_line(text: str) -> str:
     name a hostile sender chose, say) are shown escaped, never sent to the terminal."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in text)
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """MODEL may be `model.pt` or a folder holding one (e.g. results/<name>/best)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / MODEL_FILE
+    if not p.is_file():
+        raise UserError(f"{path}: no {MODEL_FILE} there")
+    return p

@@ -21,8 +21,9 @@ import torch
 from gender.constants import CLASSES, DEFAULT_CPU_ENGINE, ENGINES, IMAGE_EXTENSIONS
 from gender.engine import resolve_device
 from gender.errors import UserError
-from gender.export import LoadedModel, load_model, onnx_session, resolve_model_path
+from gender.export import LoadedModel, load_model, onnx_session
 from gender.images import ImageError, decode_image
+from gender.io import resolve_model_path
 from gender.runtime import Runtime
 
 __all__ = ["Predictor", "iter_images", "predict", "label_of", "resolve_engine"]

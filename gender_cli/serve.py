@@ -57,7 +57,8 @@ def _interrupt(*_) -> None:
 
 def cmd_serve(args) -> int:
     from gender.errors import UserError
-    from serving.options import ServeOptions, is_loopback
+    from gender.io import resolve_model_path
+    from serving.options import ServeOptions, check_bind, is_loopback
 
     token = args.token or os.environ.get(TOKEN_ENV) or None
     if token is not None and len(token) < MIN_TOKEN:
@@ -73,6 +74,10 @@ def cmd_serve(args) -> int:
                            gpus_per_replica=args.gpus_per_replica,
                            max_batch_size=args.max_batch_size,
                            batch_wait_ms=args.batch_wait_ms, engine=args.engine, token=token)
+    # The model's path and the port are checked before Ray and torch are imported.
+    resolve_model_path(args.model)
+    if args.address is None:
+        check_bind(args.host, args.port)
     from serving.run import NotReady, start, stop  # Ray and torch: only now
     stopping = threading.Event()
     # Until Serve is up, Ctrl-C and SIGTERM interrupt the start (its teardown runs);

@@ -29,7 +29,7 @@ from gender.constants import (
     ONNX_FILE,
 )
 from gender.errors import UserError
-from gender.export import resolve_model_path
+from gender.io import resolve_model_path
 from serving.options import ServeOptions
 
 __all__ = ["APP_NAME", "GenderApp", "ServeOptions", "build", "build_app", "read_model_files"]

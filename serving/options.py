@@ -6,11 +6,12 @@ No Ray and no torch here: a bad flag is refused at once.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 
 from gender.errors import UserError
 
-__all__ = ["ServeOptions", "is_loopback"]
+__all__ = ["ServeOptions", "is_loopback", "check_bind"]
 
 
 def is_loopback(host: str) -> bool:
@@ -76,3 +77,19 @@ class ServeOptions:
         else:
             opts["num_replicas"] = self.replicas
         return opts
+
+
+def check_bind(host: str, port: int) -> None:
+    """Fail now, naming the flag, if this machine cannot listen there."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            # As Serve's proxy binds: a previous server's connections in TIME_WAIT are no
+            # reason to refuse. With SO_REUSEADDR, bind() may succeed beside a listening
+            # socket; listen() is what fails then.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen()
+    except OSError as e:
+        raise UserError(f"--port {port}: cannot listen on {host}:{port} "
+                        f"({e.strerror or e})") from None

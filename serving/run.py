@@ -10,7 +10,6 @@ says what it was waiting for.
 from __future__ import annotations
 
 import logging
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 
 from gender.errors import UserError
 from serving.app import APP_NAME, build_app, read_model_files
-from serving.options import ServeOptions, is_loopback
+from serving.options import ServeOptions, check_bind, is_loopback
 
 __all__ = ["Served", "NotReady", "check_bind", "is_loopback", "start", "stop", "fits"]
 
@@ -36,22 +35,6 @@ class Served:
     started_serve: bool  # Serve was not running before: stopping shuts it down
     replicas: str  # e.g. "1 replica", "auto, 1 to 2 replicas"
     name: str = APP_NAME
-
-
-def check_bind(host: str, port: int) -> None:
-    """Fail now, naming the flag, if this machine cannot listen there."""
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            # As Serve's proxy binds: a previous server's connections in TIME_WAIT are no
-            # reason to refuse. With SO_REUSEADDR, bind() may succeed beside a listening
-            # socket; listen() is what fails then.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-            s.listen()
-    except OSError as e:
-        raise UserError(f"--port {port}: cannot listen on {host}:{port} "
-                        f"({e.strerror or e})") from None
 
 
 def fits(options: ServeOptions) -> int:
