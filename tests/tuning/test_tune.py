@@ -114,14 +114,14 @@ def test_a_time_budget_alone_starts_trials_until_it_runs_out(synth_data, tmp_pat
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         settings = TuneSettings(data=str(synth_data), name="budget", results=str(tmp_path),
-                                num_samples=None, time_budget=45, max_epochs=1,
+                                num_samples=None, time_budget=30, max_epochs=1,
                                 grace_period=1, space=load_space(None, base=QUICK_SPACE),
                                 retrain=False, seed=0)
         summary = run_experiment(settings, verbose=0)
     finally:
         ray.shutdown()
     saved = json.loads((settings.exp_dir / "experiment.json").read_text())
-    assert saved["num_samples"] is None and saved["time_budget"] == 45
+    assert saved["num_samples"] is None and saved["time_budget"] == 30
     assert settings.ray_num_samples == -1  # Ray: no count, the budget ends it
     # More trials than run at once (2): new ones kept starting until the budget ran out
     # (a budget of several one-epoch trials' length, so a loaded machine still fits three).
