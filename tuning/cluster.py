@@ -233,7 +233,8 @@ def reach_ray(address: str | None, cpus: float | None, gpus: float | None,
             import torch
 
             here["GPU"] = float(torch.cuda.device_count())
-        check_fits(default_resources(here, cpus, gpus), [here], [])
+        given = tuple(k for k, v in (("CPU", cpus), ("GPU", gpus)) if v is not None)
+        check_fits(default_resources(here, cpus, gpus), [here], [], given)
     start_ray(address, quiet=quiet)
     return check_trials_fit(cpus, gpus)
 
@@ -242,5 +243,6 @@ def check_trials_fit(cpus: float | None, gpus: float | None) -> TrialResources:
     """The per-trial request (defaults filled in from the cluster), refused if no node alive
     now, nor any node the autoscaler may add, can hold it."""
     res = default_resources(ray.cluster_resources(), cpus, gpus)
-    check_fits(res, node_shapes(), node_types_to_add())
+    given = tuple(k for k, v in (("CPU", cpus), ("GPU", gpus)) if v is not None)
+    check_fits(res, node_shapes(), node_types_to_add(), given)
     return res

@@ -59,13 +59,16 @@ def _fits(need: dict, node: dict) -> bool:
     return all(node.get(k, 0.0) >= v for k, v in need.items() if v)
 
 
-def check_fits(res: TrialResources, nodes: list[dict], to_add: list[dict] | None) -> None:
+def check_fits(res: TrialResources, nodes: list[dict], to_add: list[dict] | None,
+               given: tuple[str, ...] = ("CPU", "GPU")) -> None:
     """Refuse, before any trial starts, a request that no node can hold.
 
     A trial runs on one node, so each node is compared on its own (two 1-GPU nodes do not
     make a place for a 2-GPU trial). `nodes`: the nodes alive now; `to_add`: the node
     types an autoscaler may add ([] for none, None when it has types we cannot read, in
     which case it might add anything). Ray would leave such a trial pending forever.
+    `given`: the resources the user asked for; a default derived from them (the CPUs that
+    go with a GPU share) is named only when no given one is short.
     """
     need = {"CPU": res.cpus, "GPU": res.gpus}
     shapes = nodes + (to_add or [])
@@ -74,6 +77,7 @@ def check_fits(res: TrialResources, nodes: list[dict], to_add: list[dict] | None
     flags = {"CPU": ("--cpus-per-trial", "CPUs"), "GPU": ("--gpus-per-trial", "GPUs")}
     short = [k for k in ("GPU", "CPU") if need[k] > max((n.get(k, 0.0) for n in shapes),
                                                           default=0.0)]
+    short = [k for k in short if k in given] or short
     culprits = short or ["GPU", "CPU"]  # each fits somewhere, never both on one node
     said = " ".join(f"{flags[k][0]} {need[k]:g}" for k in culprits)
     added = (f"; the autoscaler can add: {_shapes(to_add)}" if to_add else

@@ -91,6 +91,13 @@ def test_a_trial_no_node_can_hold_is_refused_naming_the_flag(cpus, gpus, flag):
         check_fits(TrialResources(cpus, gpus), CPU_BOX, [])
 
 
+def test_the_cpus_a_gpu_share_brings_are_not_blamed_when_the_gpus_asked_for_are_short():
+    # --gpus-per-trial 64 alone: the 8 CPUs that go with it by default are not a flag the
+    # user gave, so the one line names the GPU request only.
+    with pytest.raises(ConfigError, match=r"^--gpus-per-trial 64: no node"):
+        check_fits(TrialResources(8, 64), CPU_BOX, [], given=("GPU",))
+
+
 def test_a_trial_runs_on_one_node_so_resources_do_not_add_up_across_nodes():
     two_single_gpu_nodes = [{"CPU": 4.0, "GPU": 1.0}] * 2
     check_fits(TrialResources(1, 1), two_single_gpu_nodes, [])
