@@ -131,7 +131,7 @@ def _resolve(address: str, where: str) -> tuple[str, int, str]:
     host, port = _host_port(target, where)
     given = address.rpartition(":")[0].strip("[]")
     if address != "auto" and host != given:
-        note = f"; Ray dials {given} as this machine's address, {host}"
+        note = f"; Ray dials {given} as {host}"
     return host, port, note
 
 
@@ -216,10 +216,25 @@ def _starts_own_ray(address: str | None) -> bool:
     return not ray.is_initialized() and target in (None, "local")
 
 
-def _this_machine() -> dict:
+def _this_machine(count_gpus: bool) -> dict:
     """The most a Ray started here can hold: Ray counts no more CPUs than the machine has,
-    nor GPUs that CUDA does not see (torch is imported only when GPUs are asked for)."""
-    return {"CPU": float(os.cpu_count() or 1), "GPU": 0.0}
+    nor GPUs that CUDA does not see (torch, to count them, only when GPUs are asked for)."""
+    gpus = 0.0
+    if count_gpus:
+        import torch
+
+        gpus = float(torch.cuda.device_count())
+    return {"CPU": float(os.cpu_count() or 1), "GPU": gpus}
+
+
+def _refuse_unfit(total: dict, nodes: list[dict], to_add: list[dict] | None,
+                  cpus: float | None, gpus: float | None) -> TrialResources:
+    """The request with its defaults filled in from `total`, refused if no node holds it;
+    only the flags the user gave (not None) are named when they are short."""
+    res = default_resources(total, cpus, gpus)
+    given = tuple(k for k, v in (("CPU", cpus), ("GPU", gpus)) if v is not None)
+    check_fits(res, nodes, to_add, given)
+    return res
 
 
 def reach_ray(address: str | None, cpus: float | None, gpus: float | None,
@@ -228,13 +243,8 @@ def reach_ray(address: str | None, cpus: float | None, gpus: float | None,
     against this machine, so a request it can never hold is refused at once, not after
     Ray has started."""
     if _starts_own_ray(address):
-        here = _this_machine()
-        if gpus:
-            import torch
-
-            here["GPU"] = float(torch.cuda.device_count())
-        given = tuple(k for k, v in (("CPU", cpus), ("GPU", gpus)) if v is not None)
-        check_fits(default_resources(here, cpus, gpus), [here], [], given)
+        here = _this_machine(count_gpus=bool(gpus))
+        _refuse_unfit(here, [here], [], cpus, gpus)
     start_ray(address, quiet=quiet)
     return check_trials_fit(cpus, gpus)
 
@@ -242,7 +252,5 @@ def reach_ray(address: str | None, cpus: float | None, gpus: float | None,
 def check_trials_fit(cpus: float | None, gpus: float | None) -> TrialResources:
     """The per-trial request (defaults filled in from the cluster), refused if no node alive
     now, nor any node the autoscaler may add, can hold it."""
-    res = default_resources(ray.cluster_resources(), cpus, gpus)
-    given = tuple(k for k, v in (("CPU", cpus), ("GPU", gpus)) if v is not None)
-    check_fits(res, node_shapes(), node_types_to_add(), given)
-    return res
+    return _refuse_unfit(ray.cluster_resources(), node_shapes(), node_types_to_add(), cpus,
+                         gpus)
