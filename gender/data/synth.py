@@ -61,6 +61,7 @@ CELEBA_ATTRIBUTES = (
 IMAGES_DIR = "img_align_celeba"
 _FILES = ("list_attr_celeba.txt", "identity_CelebA.txt", "list_eval_partition.txt",
           "README.md")
+_PER_WORKER = 500  # below this many images a process, starting one costs more than it saves
 _MARKER = "<!-- gender.data.synth output -->"  # README's first line; marks a folder as ours
 
 RGB = tuple[int, int, int]
@@ -100,17 +101,11 @@ def synthesize(out: str | Path, n: int = 6000, seed: int = 0, size: int = 64,
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         (tmp / IMAGES_DIR).mkdir()
-        attr_rows, id_rows, part_rows = [], [], []
-        for i in range(n):
-            name = f"{i + 1:06d}.png"
-            person = people[owner[i]]
-            image, shot = _render(person, shot_rngs[i], size)
-            # Fixed PNG options and no metadata keep the bytes identical run to run.
-            image.save(tmp / IMAGES_DIR / name, format="PNG", compress_level=6, optimize=False)
-            values = _attributes(person, shot, male_label=person.male != flipped[i])
-            attr_rows.append(name + "".join(f" {v:2d}" for v in values))
-            id_rows.append(f"{name} {owner[i] + 1}")
-            part_rows.append(f"{name} {partition[i]}")
+        jobs = [(i, people[owner[i]], shot_rngs[i], bool(flipped[i])) for i in range(n)]
+        attr_rows = _render_all(jobs, size, tmp / IMAGES_DIR)
+        names = [f"{i + 1:06d}.png" for i in range(n)]
+        id_rows = [f"{name} {owner[i] + 1}" for i, name in enumerate(names)]
+        part_rows = [f"{name} {partition[i]}" for i, name in enumerate(names)]
         _write(tmp / "list_attr_celeba.txt",
                [str(n), " ".join(CELEBA_ATTRIBUTES)] + attr_rows)
         _write(tmp / "identity_CelebA.txt", id_rows)
@@ -122,6 +117,42 @@ def synthesize(out: str | Path, n: int = 6000, seed: int = 0, size: int = 64,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _render_some(jobs: list, size: int, images: Path) -> list[str]:
+    """Draw and save the images of `jobs`; their rows of list_attr_celeba.txt, in order."""
+    rows = []
+    for i, person, rng, flipped in jobs:
+        name = f"{i + 1:06d}.png"
+        image, shot = _render(person, rng, size)
+        # Fixed PNG options and no metadata keep the bytes identical run to run.
+        image.save(images / name, format="PNG", compress_level=6, optimize=False)
+        values = _attributes(person, shot, male_label=person.male != flipped)
+        rows.append(name + "".join(f" {v:2d}" for v in values))
+    return rows
+
+
+def _worker_count(n: int) -> int:
+    return min(os.cpu_count() or 1, n // _PER_WORKER)
+
+
+def _render_all(jobs: list, size: int, images: Path) -> list[str]:
+    """`_render_some` over every core: each image has its own generator, so the files are
+    the same bytes whichever process draws them."""
+    workers = _worker_count(len(jobs))
+    if workers < 2:
+        return _render_some(jobs, size, images)
+    import concurrent.futures as cf
+    import multiprocessing
+
+    chunks = [jobs[k::workers] for k in range(workers)]
+    # spawn, not fork: a caller may hold threads (torch, Ray) that a fork would copy mid-lock
+    with cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        parts = list(ex.map(_render_some, chunks, [size] * workers, [images] * workers))
+    rows = [""] * len(jobs)
+    for k, part in enumerate(parts):
+        rows[k::workers] = part
+    return rows
 
 
 def synth_args(folder: str | Path) -> dict | None:

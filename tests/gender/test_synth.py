@@ -44,6 +44,15 @@ def test_same_seed_gives_byte_identical_files(out, tmp_path):
     assert _files(again) == _files(out)
 
 
+def test_drawing_in_several_processes_gives_the_same_files(out, tmp_path, monkeypatch):
+    import gender.data.synth as synth
+
+    monkeypatch.setattr(synth.os, "cpu_count", lambda: 3)
+    monkeypatch.setattr(synth, "_PER_WORKER", 7)  # N images over 3 processes, not 1
+    assert synth._worker_count(N) == 3
+    assert _files(synthesize(tmp_path / "again", n=N, seed=0, size=SIZE)) == _files(out)
+
+
 def test_other_seed_gives_other_images(out, tmp_path):
     other = _files(synthesize(tmp_path / "other", n=N, seed=1, size=SIZE))
     mine = _files(out)
