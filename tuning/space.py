@@ -42,7 +42,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 QUICK_SPACE: dict[str, Any] = {
     **DEFAULT_SPACE,
     "arch": {"choices": ["vgg11", "vgg13"]},
-    "width": {"choices": [0.125, 0.25]},
+    "width": {"choices": [0.125]},
     "head": {"choices": ["gap"]},
     "batch_size": {"choices": [64, 128]},
     "image_size": {"choices": [32]},
