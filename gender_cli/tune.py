@@ -52,7 +52,7 @@ def add_commands(sub) -> None:
     tu.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
                     help="don't fit a temperature to the validation predictions")
     tu.add_argument("--quick", action="store_true",
-                    help="the demo preset (make demo): about 5 minutes on 2 CPUs")
+                    help="the demo preset (make demo): about 3 minutes on 2 CPUs")
     tu.add_argument("--resume", default=None, metavar="EXPERIMENT",
                     help="continue results/<name> after an interrupted driver")
     tu.add_argument("--quiet", action="store_true", help="no progress table")
