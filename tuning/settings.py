@@ -24,7 +24,7 @@ DEFAULT_NUM_SAMPLES = 20
 # width 0.125 (QUICK_SPACE). Rungs at 2 and 4 epochs stop weak trials early; the time cap
 # bounds a slow machine; one member, since retraining more would double the demo's time.
 QUICK = {"num_samples": 8, "max_epochs": 8, "grace_period": 2, "reduction_factor": 2,
-         "time_budget": 75}
+         "time_budget": 60}
 
 
 _NUMBER = (int, float)
