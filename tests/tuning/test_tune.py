@@ -15,7 +15,7 @@ from tuning.outputs import STATUSES
 from tuning.settings import TuneSettings
 from tuning.space import QUICK_SPACE, load_space
 
-GOOD = {"arch": "vgg11", "batch_norm": True, "width": 0.25, "optimizer": "adamw", "lr": 3e-3,
+GOOD = {"arch": "vgg11", "batch_norm": True, "width": 0.125, "optimizer": "adamw", "lr": 3e-3,
         "augment": 0.2, "batch_size": 32, "dropout": 0.1, "head": "gap"}
 DIVERGING = {"arch": "vgg11", "batch_norm": False, "width": 0.125, "head": "classic",
              "optimizer": "sgd", "lr": 10.0, "momentum": 0.99, "augment": 0.0}
@@ -26,7 +26,7 @@ HOPELESS = {**GOOD, "lr": 1e-6, "optimizer": "adam"}
 def experiment(synth_data, tmp_path_factory):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        space = load_space(None, base={**QUICK_SPACE, "width": {"choices": [0.125, 0.25]}})
+        space = load_space(None, base=QUICK_SPACE)
         settings = TuneSettings(data=str(synth_data), name="exp",
                                 results=str(tmp_path_factory.mktemp("results")), num_samples=7,
                                 max_epochs=3, grace_period=1, reduction_factor=2, space=space,
