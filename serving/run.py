@@ -19,7 +19,7 @@ from gender.errors import UserError
 from serving.app import APP_NAME, build_app, read_model_files
 from serving.options import ServeOptions, check_bind, is_loopback
 
-__all__ = ["Served", "NotReady", "check_bind", "is_loopback", "start", "stop", "fits"]
+__all__ = ["Served", "NotReady", "start", "stop", "fits"]
 
 READY_TIMEOUT_S = 300.0
 

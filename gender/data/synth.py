@@ -103,7 +103,7 @@ def synthesize(out: str | Path, n: int = 6000, seed: int = 0, size: int = 64,
         (tmp / IMAGES_DIR).mkdir()
         jobs = [(i, people[owner[i]], shot_rngs[i], bool(flipped[i])) for i in range(n)]
         attr_rows = _render_all(jobs, size, tmp / IMAGES_DIR)
-        names = [f"{i + 1:06d}.png" for i in range(n)]
+        names = [_image_name(i) for i in range(n)]
         id_rows = [f"{name} {owner[i] + 1}" for i, name in enumerate(names)]
         part_rows = [f"{name} {partition[i]}" for i, name in enumerate(names)]
         _write(tmp / "list_attr_celeba.txt",
@@ -119,11 +119,15 @@ def synthesize(out: str | Path, n: int = 6000, seed: int = 0, size: int = 64,
     return out
 
 
+def _image_name(i: int) -> str:
+    return f"{i + 1:06d}.png"  # CelebA's file names: 000001.png, ...
+
+
 def _render_some(jobs: list, size: int, images: Path) -> list[str]:
     """Draw and save the images of `jobs`; their rows of list_attr_celeba.txt, in order."""
     rows = []
     for i, person, rng, flipped in jobs:
-        name = f"{i + 1:06d}.png"
+        name = _image_name(i)
         image, shot = _render(person, rng, size)
         # Fixed PNG options and no metadata keep the bytes identical run to run.
         image.save(images / name, format="PNG", compress_level=6, optimize=False)
