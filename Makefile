@@ -2,22 +2,34 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+BASE := $(VENV)/.base
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench bench-quick clean
+.PHONY: install faces demo test lint bench bench-quick clean
 
-# pip compiles bytecode one file at a time; compileall -j0 does it on every core (some
-# packages ship files that are not Python 3.11, templates: pip skips them too).
-$(STAMP): pyproject.toml
+# Bytecode is compiled on first import (--no-compile): compiling all of torch and Ray up
+# front costs more than compiling the modules a run imports.
+$(BASE):
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q --no-compile -e '.[dev,bench]'
-	$(PY) -m compileall -qq -j0 $(VENV)/lib >/dev/null || true
-	touch $(STAMP)
+	$(PIP) install -q --no-compile numpy pillow
+	touch $@
+
+# The full install keeps the numpy and Pillow that `faces` may be drawing with at that
+# moment (pinned from pip freeze): if the project needed others, pip refuses loudly.
+$(STAMP): pyproject.toml $(BASE)
+	$(PIP) install -q --no-compile -e '.[dev,bench]' $$($(PIP) freeze | grep -iE '^(numpy|pillow)==')
+	touch $@
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# The default synthetic faces need only numpy and Pillow, so `make demo` draws them while
+# pip unpacks torch, at low priority so pip keeps its core; a set already drawn is kept.
+faces: $(BASE)
+	nice -n 10 $(PY) -c 'from gender.data.synth import default_data_dir; default_data_dir()'
+
+demo:
+	$(MAKE) --no-print-directory -j2 $(STAMP) faces
 	$(VENV)/bin/gender tune --quick
 
 test: $(STAMP)
