@@ -34,8 +34,8 @@ SCALE = {"width": 0.125, "image_size": 32}
 # default space's heads, three of its optimisers (adamw, adam with decoupled decay, is
 # alike at these weight decays) and the learning rate at three decades inside its range.
 # Every other hyperparameter stays at TrainConfig's default, as do momentum (0.9) and alpha
-# (0.99) where they apply. WIDER (vgg11 and batch norm too: 72 configurations) is the
-# space meant next; it took more than the shared two cores had while this was measured.
+# (0.99) where they apply. WIDER adds VGG11 and batch norm (72 configurations), so the
+# default configuration's network is in it too: the full benchmark's space.
 SPACE = validate_space({
     "arch": {"choices": ["vgg19"]},
     "batch_norm": {"choices": [False]},

@@ -59,16 +59,22 @@ def _search(d: dict) -> list[tuple[str, str]]:
         out.append((m["label"], f"{_iqr(m['final_best'], 3)}; "
                     f"{_iqr(m['epochs_to_random_best'], 0)} "
                     f"({m['reached_random_best']}/{seeds})"))
-    for other, c in d["ours_versus"].items():
-        if other in ("random-asha", "tpe"):
-            continue
-        f, e = c["final_best"], c["epochs_to_random_best"]
-        out.append((f"ours vs {d['methods'][other]['label']} (Mann-Whitney U, p < 0.05)",
-                    f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to random's "
-                    f"best {e['verdict']} (p {e['p_value']:.2g})"))
+    for mine, key in (("ours", "ours_versus"), ("ours as gender tune runs it",
+                                                 "default_first_versus")):
+        for other, c in d.get(key, {}).items():
+            if other in ("random-asha", "tpe"):
+                continue
+            f, e = c["final_best"], c["epochs_to_random_best"]
+            out.append((f"{mine} vs {d['methods'][other]['label']} (Mann-Whitney U, p < 0.05)",
+                        f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to "
+                        f"random's best {e['verdict']} (p {e['p_value']:.2g})"))
     t = d["target"]
     out.append((f"target: {t['rule']}", f"{'met' if t['met'] else 'not met'} "
                 f"({_x(t['fraction'])})"))
+    if "default_first" in t:
+        f = t["default_first"]
+        out.append(("target, ours as gender tune runs it (the default configuration first)",
+                    f"{'met' if f['met'] else 'not met'} ({_x(f['fraction'])})"))
     for live in d["live"]:
         o, n = live["overhead"], live["trials"]
         out.append((f"live {live['method']}, {n} trials, against its replay: curves equal to "

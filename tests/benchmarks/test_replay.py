@@ -10,12 +10,14 @@ from benchmarks.search import METHODS, QUICK, make_method, replay_all, summarise
 from benchmarks.search_pool import (
     QUICK_SPACE,
     SPACE,
+    WIDER,
     Table,
     config_key,
     grid_configs,
     pool_configs,
     space_points,
 )
+from tuning.space import default_point
 
 CAP = 6
 P = {**QUICK, "cap": CAP, "grace_period": 2, "reduction_factor": 2, "budget": 60, "seeds": 2}
@@ -114,3 +116,19 @@ def test_the_summary_measures_every_method_against_random_searchs_median_best():
     assert len(ours["seeds"]) == 2 and len(ours["curve_median"]) == P["budget"]
     assert s["target"]["fraction"] == ours["epochs_to_random_best"]["median"] / P["budget"]
     assert s["ours_versus"]["ray-asha"]["final_best"]["verdict"] in ("win", "tie", "loss")
+
+
+def test_ours_as_gender_tune_runs_it_tries_the_default_configuration_first():
+    p = {**P, "space": WIDER}
+    table = Table({"cap": CAP, "configs": [_row(c, [0.7] * CAP)
+                                           for c in pool_configs(WIDER, CAP, 4)]})
+    point = default_point(WIDER)  # what the space can express of TrainConfig's defaults
+    assert point == {"arch": "vgg11", "batch_norm": True, "head": "gap"}
+
+    def first(name, seed):
+        run = simulate(make_method(name, p, seed), table, budget=12, workers=2, seed=seed)
+        cfg = table.configs()[run.trials[0]["config"]]
+        return {k: getattr(cfg, k) for k in point}
+
+    assert all(first("ours-default-first", s) == point for s in range(4))
+    assert any(first("ours", s) != point for s in range(4))  # TPE's own start is random
