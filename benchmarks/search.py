@@ -38,7 +38,8 @@ from benchmarks.search_pool import (
 from tuning.settings import TuneSettings
 from tuning.space import default_point, define_by_run, trial_config
 
-__all__ = ["run", "FULL", "QUICK", "METHODS", "replay_all", "summarise", "make_method"]
+__all__ = ["run", "FULL", "QUICK", "METHODS", "VERSUS", "replay_all", "summarise",
+           "make_method"]
 
 # Full: the table of WIDER (VGG11 and VGG19, each with and without batch norm, both heads,
 # three optimisers, three learning rates: 72 configurations) and the grid, at a 6-epoch cap;
@@ -67,6 +68,8 @@ METHODS = {
 ABLATIONS = ("ours-plain-asha",)  # in the JSON and the table, not in the plot
 # Ours and ours as `gender tune` runs it, each against these (a rank test across seeds).
 RIVALS = ("ray-asha", "optuna-sha", "random-asha", "tpe")
+# Where the summary keeps each of the two's rank tests, by the name printed for it.
+VERSUS = {"ours": "ours_versus", "ours as gender tune runs it": "default_first_versus"}
 
 
 def _settings(p: dict, seed: int, sampler: str = "tpe", scheduler: str = "asha",
@@ -445,8 +448,7 @@ def run(opts: Options) -> dict:
           f"budget): {'met' if t['met'] else 'NOT met'} ({t['fraction']:.3g})"
           + (f"; as gender tune runs it: {'met' if first['met'] else 'NOT met'} "
              f"({first['fraction']:.3g})" if first else "") + f"; plot {png}")
-    for mine, key in (("ours", "ours_versus"), ("ours as gender tune runs it",
-                                                 "default_first_versus")):
+    for mine, key in VERSUS.items():
         for other, c in summary.get(key, {}).items():
             print(f"search: {mine} vs {other}: final best {c['final_best']['verdict']} (p "
                   f"{c['final_best']['p_value']:.2g}); epochs to random's best "

@@ -59,8 +59,9 @@ def _search(d: dict) -> list[tuple[str, str]]:
         out.append((m["label"], f"{_iqr(m['final_best'], 3)}; "
                     f"{_iqr(m['epochs_to_random_best'], 0)} "
                     f"({m['reached_random_best']}/{seeds})"))
-    for mine, key in (("ours", "ours_versus"), ("ours as gender tune runs it",
-                                                 "default_first_versus")):
+    from benchmarks.search import VERSUS
+
+    for mine, key in VERSUS.items():
         for other, c in d.get(key, {}).items():
             if other in ("random-asha", "tpe"):
                 continue
