@@ -8,7 +8,11 @@ STAMP := $(VENV)/.installed
 .PHONY: install faces demo test lint bench bench-quick clean
 
 # Bytecode is compiled on first import (--no-compile): compiling all of torch and Ray up
-# front costs more than compiling the modules a run imports.
+# front costs more than compiling the modules a run imports. A shell that sets
+# PYTHONDONTWRITEBYTECODE would then make every process, each Ray worker included,
+# compile torch and Ray again, so no recipe here inherits it.
+unexport PYTHONDONTWRITEBYTECODE
+
 $(BASE):
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
@@ -21,7 +25,9 @@ $(STAMP): pyproject.toml $(BASE)
 	$(PIP) install -q --no-compile -e '.[dev,bench]' $$($(PIP) freeze | grep -iE '^(numpy|pillow)==')
 	touch $@
 
+# For runs outside make (`.venv/bin/gender ...`), whatever the shell says about bytecode.
 install: $(STAMP)
+	$(PY) -m compileall -q -j0 $(VENV)/lib > /dev/null
 
 # The default synthetic faces need only numpy and Pillow, so `make demo` draws them while
 # pip unpacks torch, at low priority so pip keeps its core; a set already drawn is kept.
