@@ -47,6 +47,9 @@ def add_commands(sub) -> None:
     tu.add_argument("--ensemble", type=pos_int, default=None, metavar="K",
                     help="export the top K distinct configurations, retrained and averaged "
                          "(default 1: the single best)")
+    tu.add_argument("--seeds", type=pos_int, default=None, metavar="N",
+                    help="retrain each exported configuration with N training seeds (the "
+                         "trial's own first) and average them (default 2; --quick: 1)")
     tu.add_argument("--no-tta", dest="tta", action="store_false", default=None,
                     help="don't average each picture with its mirror image")
     tu.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
@@ -98,7 +101,7 @@ def _settings(args):
     preset = QUICK if args.quick else {}
     given = {k: getattr(args, k) for k in ("num_samples", "max_epochs", "grace_period",
                                            "reduction_factor", "time_budget", "ensemble",
-                                           "tta", "calibrate")
+                                           "seeds", "tta", "calibrate")
              if getattr(args, k) is not None}
     if "time_budget" in given and "num_samples" not in given:
         given["num_samples"] = None  # the budget, not a count, ends the search
@@ -132,7 +135,8 @@ def _summary(settings, summary: dict) -> None:
             cfg = {k: v for k, v in m["config"].items() if v is not None}
             shown = {k: v for k, v in cfg.items()
                      if k not in CONDITIONAL or cfg.get("optimizer") in CONDITIONAL[k]}
-            print(f"member (trial {m['trial_id']}, {m['retrain_epochs']} epochs): "
+            print(f"member (trial {m.get('member', m['trial_id'])}, {m['retrain_epochs']} "
+                  "epochs): "
                   + ", ".join(f"{k}={v}" for k, v in shown.items()))
         print(f"exported: {len(export['members'])} member(s), mirrored picture "
               f"{'on' if export['tta_flip'] else 'off'}, temperature "

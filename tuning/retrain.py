@@ -3,10 +3,12 @@ the exported model once; write `best/`.
 
 Members. The best trials are chosen from Ray Tune's own records of the search
 (`outputs.outcome` on each trial's results); with `--ensemble K` the top K distinct
-configurations that share the best trial's image size. Each member's `TrainConfig` is the
-one saved with its trial's checkpoint, so every hyperparameter a `--space` searched comes
-along. A member keeps its trial's learning-rate schedule (a cosine over `--max-epochs`)
-and stops at the epoch where that trial's validation F1 peaked.
+configurations that share the best trial's image size; each configuration is retrained
+with `--seeds` training seeds (the trial's own first), so that the average does not hang
+on one seed's luck. Each member's `TrainConfig` is the one saved with its trial's
+checkpoint (but for the seed), so every hyperparameter a `--space` searched comes along.
+A member keeps its trial's learning-rate schedule (a cosine over `--max-epochs`) and stops
+at the epoch where that trial's validation F1 peaked.
 
 The recipe. Before retraining, the members' trial checkpoints (trained on the training
 split only) are run on the validation split: `gender.ensemble.compare_recipes` records
@@ -46,7 +48,7 @@ from tuning.resources import TrialResources
 from tuning.settings import TuneSettings
 from tuning.trainable import RETRAIN, load_checkpoint, train_trial
 
-__all__ = ["retrain_best", "retrain_plan", "retrain_resources", "COMPARED"]
+__all__ = ["retrain_best", "retrain_plan", "retrain_resources", "with_seeds", "COMPARED"]
 
 COMPARED = 3  # ensembles of up to this many trials are compared on validation
 
@@ -93,6 +95,18 @@ def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> l
     return members
 
 
+def with_seeds(configs: list[dict], seeds: int) -> list[dict]:
+    """The members: each planned configuration with `seeds` training seeds, its trial's own
+    seed first. A member is named by its trial, and beyond the first seed by its seed."""
+    members = []
+    for m in configs:
+        for i in range(seeds):
+            seed = (m["config"]["seed"] + i) % 2**32
+            members.append({**m, "config": {**m["config"], "seed": seed},
+                            "member": m["trial_id"] if i == 0 else f"{m['trial_id']}-seed{seed}"})
+    return members
+
+
 def _trainer(plan: dict, prep: Prepared, state: dict, split) -> Trainer:
     cfg = TrainConfig.from_dict(plan["config"])
     trainer = Trainer(cfg, prep.data, "cpu", train_split=split, eval_split=None)
@@ -109,12 +123,13 @@ def _recipe(candidates: list[dict], k: int, prep: Prepared, settings: TuneSettin
     views = [view_probs(_trainer(m, prep, m["state"], "train").eval_model, images)
              for m in candidates]
     temperature = recipe_temperature(views, y, k, settings.tta) if settings.calibrate else 1.0
+    fitted_on = (("the validation predictions of the member trial's own checkpoint" if k == 1
+                  else f"the validation predictions of the {k} member trials' own checkpoints")
+                 + " (trained on the training split"
+                 + ("; the members of further seeds have no trial of their own)"
+                    if settings.seeds > 1 else ")"))
     return {"comparison": compare_recipes(views, y, len(views)), "temperature": temperature,
-            "temperature_fitted_on": ("the validation predictions of the member trial's own "
-                                      "checkpoint" if k == 1 else
-                                      f"the validation predictions of the {k} member trials' "
-                                      "own checkpoints") + " (trained on the training split)"
-            if settings.calibrate else None}
+            "temperature_fitted_on": fitted_on if settings.calibrate else None}
 
 
 def retrain_resources(trial: TrialResources, members: int, node_cpus: list[float]) -> dict:
@@ -138,7 +153,7 @@ def _run(settings: TuneSettings, members: list[dict], data: dict, verbose: int) 
     """Fit (or resume) the retrain's Tune experiment -> one Result per member, in order."""
     from ray.tune import CheckpointConfig, FailureConfig, RunConfig
 
-    plans = [{k: m[k] for k in ("trial_id", "config", "until")} for m in members]
+    plans = [{k: m[k] for k in ("trial_id", "member", "config", "until")} for m in members]
     res = retrain_resources(trial_resources(settings), len(members),
                             [float(n.get("CPU", 0)) for n in node_shapes()])
     trainable = tune.with_resources(tune.with_parameters(train_trial, data=data), res)
@@ -155,17 +170,18 @@ def _run(settings: TuneSettings, members: list[dict], data: dict, verbose: int) 
             run_config=RunConfig(name=name, storage_path=settings.tune_path, verbose=verbose,
                                  checkpoint_config=CheckpointConfig(num_to_keep=1),
                                  failure_config=FailureConfig(max_failures=3)))
-    by_trial = {}
+    by_member = {}
     for result in tuner.fit():
         plan = result.config[RETRAIN]
+        member = plan.get("member", plan["trial_id"])  # a retrain begun before seeds existed
         if result.error is not None:
-            raise UserError(f"the retrain of trial {plan['trial_id']} failed: "
+            raise UserError(f"the retrain of member {member} failed: "
                             f"{str(result.error).splitlines()[0][:300]}")
         if (result.metrics or {}).get("diverged") == 1:
-            raise UserError(f"the retrain of trial {plan['trial_id']} diverged "
+            raise UserError(f"the retrain of member {member} diverged "
                             f"({result.metrics.get('diverged_reason', 'NaN loss')})")
-        by_trial[plan["trial_id"]] = result
-    return [by_trial[m["trial_id"]] for m in members]
+        by_member[member] = result
+    return [by_member[m["member"]] for m in members]
 
 
 def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict:
@@ -180,25 +196,28 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
     # The top three (or more) are compared on validation whatever is exported, so every
     # run's metrics.json shows what an ensemble would have given.
     candidates = retrain_plan(results, settings, limit=max(settings.ensemble, COMPARED))
-    members = candidates[:settings.ensemble]
+    configs = candidates[:settings.ensemble]
+    members = with_seeds(configs, settings.seeds)
     size = members[0]["config"]["image_size"]
     if not quiet:
-        for m in members:
+        for m in configs:
             cfg = TrainConfig.from_dict(m["config"])
             print(f"retraining trial {m['trial_id']} ({cfg.model_name}, {size} px) on "
                   f"train+val for {m['until']} of its {cfg.epochs} scheduled epochs (its "
-                  f"validation F1 peaked at {m['val_f1']:.4f} there)", flush=True)
+                  f"validation F1 peaked at {m['val_f1']:.4f} there), with "
+                  f"{settings.seeds} training seed(s) from {cfg.seed}", flush=True)
     data, prep = put_data(settings, [size], fresh_splits=False)
-    recipe = _recipe(candidates, len(members), prep, settings)
+    recipe = _recipe(candidates, len(configs), prep, settings)
     results = _run(settings, members, data, verbose=0 if quiet else 1)
     trainers = []
     for m, r in zip(members, results, strict=True):
         with r.checkpoint.as_directory() as d:
             trainers.append(_trainer(m, prep, load_checkpoint(d), ("train", "val")))
     best = results[0].metrics or {}
-    export = {"members": [{"trial_id": m["trial_id"], "val_f1_in_tuning": m["val_f1"],
+    export = {"members": [{"member": m["member"], "trial_id": m["trial_id"],
+                           "seed": m["config"]["seed"], "val_f1_in_tuning": m["val_f1"],
                            "retrain_epochs": m["until"], "config": m["config"]}
-                          for m in members],
+                          for m in members], "seeds": settings.seeds,
               "tta_flip": settings.tta, "temperature": recipe["temperature"],
               "temperature_fitted_on": recipe["temperature_fitted_on"]}
     metrics = finish_run(
@@ -206,7 +225,7 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
         sum(float((r.metrics or {}).get("time_total_s", 0.0)) for r in results),
         tta_flip=settings.tta, temperature=recipe["temperature"], config=export, extra={
             "trial_id": members[0]["trial_id"], "val_f1_in_tuning": members[0]["val_f1"],
-            "member_trials": [m["trial_id"] for m in members],
+            "member_trials": [m["member"] for m in members],
             "trained_on": "train+val", "n_train": int(len(trainers[0].train_idx)),
             "retrain_epochs": members[0]["until"],
             "schedule_epochs": members[0]["config"]["epochs"],

@@ -24,7 +24,7 @@ DEFAULT_NUM_SAMPLES = 20
 # width 0.125 (QUICK_SPACE). Rungs at 2 and 4 epochs stop weak trials early; the time cap
 # bounds a slow machine; one member, since retraining more would double the demo's time.
 QUICK = {"num_samples": 8, "max_epochs": 8, "grace_period": 2, "reduction_factor": 2,
-         "time_budget": 60}
+         "time_budget": 60, "seeds": 1}
 
 
 _NUMBER = (int, float)
@@ -36,7 +36,8 @@ _TYPES = {"data": (str,), "name": (str,), "results": (str,), "storage": (str,),
           "scheduler": (str,), "cpus_per_trial": _NUMBER, "gpus_per_trial": _NUMBER,
           "time_budget": _NUMBER, "max_concurrent": (int,), "seed": (int,),
           "split_seed": (int,), "seed_grid": (bool,), "space": (dict,), "enqueue": (list,),
-          "address": (str,), "retrain": (bool,), "quick": (bool,)}
+          "address": (str,), "retrain": (bool,), "quick": (bool,), "ensemble": (int,),
+          "seeds": (int,), "tta": (bool,), "calibrate": (bool,)}
 _OPTIONAL = {"storage", "num_samples", "cpus_per_trial", "gpus_per_trial", "time_budget",
              "max_concurrent", "address"}
 
@@ -69,9 +70,11 @@ class TuneSettings:
     address: str | None = None
     retrain: bool = True
     # What `best/` exports (README: "What gets exported"): the best configuration (or the
-    # top-k distinct ones, averaged) retrained, also seeing the mirrored picture, with a
-    # temperature fitted on the trials' validation predictions.
+    # top-k distinct ones) retrained with `seeds` training seeds each, the trial's own first,
+    # averaged, also seeing the mirrored picture, with a temperature fitted on the trials'
+    # validation predictions.
     ensemble: int = 1
+    seeds: int = 2
     tta: bool = True
     calibrate: bool = True
     quick: bool = False
@@ -104,8 +107,8 @@ class TuneSettings:
               f"--max-concurrent must be >= 1, got {self.max_concurrent}")
         check(self.time_budget is None or self.time_budget > 0,
               f"--time-budget must be > 0 seconds, got {self.time_budget}")
-        check(isinstance(self.ensemble, int) and 1 <= self.ensemble <= 10,
-              f"--ensemble must be in [1, 10], got {self.ensemble}")
+        check(1 <= self.ensemble <= 10, f"--ensemble must be in [1, 10], got {self.ensemble}")
+        check(1 <= self.seeds <= 10, f"--seeds must be in [1, 10], got {self.seeds}")
         check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
               f"--name must be a plain folder name, got {self.name!r}")
         for name in ("seed", "split_seed"):  # numpy and Optuna seeds are 32-bit
@@ -147,6 +150,8 @@ class TuneSettings:
         if not path.is_file():
             raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
         d = read_json(path, "experiment settings file")
+        # Experiments saved before `seeds` existed retrained one seed per configuration.
+        d.setdefault("seeds", 1)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

@@ -120,7 +120,7 @@ def tune_cmd(cluster, data, results, name, *extra, space_text: str = SPACE):
     space.write_text(space_text)
     return [sys.executable, "-m", "gender_cli", "tune", "--address", cluster.address,
             "--data", str(data), "--results", str(results), "--name", name, "--space",
-            str(space), "--cpus-per-trial", "1", "--quiet", *extra]
+            str(space), "--cpus-per-trial", "1", "--seeds", "1", "--quiet", *extra]
 
 
 def wait_for(predicate, timeout: float, what: str, proc=None):

@@ -30,7 +30,7 @@ def experiment(synth_data, tmp_path_factory):
         settings = TuneSettings(data=str(synth_data), name="exp",
                                 results=str(tmp_path_factory.mktemp("results")), num_samples=7,
                                 max_epochs=3, grace_period=1, reduction_factor=2, space=space,
-                                enqueue=[GOOD, DIVERGING, HOPELESS], seed=0)
+                                enqueue=[GOOD, DIVERGING, HOPELESS], seed=0, seeds=1)
         summary = run_experiment(settings, verbose=0)
     finally:
         ray.shutdown()
@@ -152,10 +152,17 @@ def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field
     finally:
         ray.shutdown()
     best = settings.exp_dir / "best"
-    for member in json.loads((best / "config.json").read_text())["members"]:
+    members = json.loads((best / "config.json").read_text())["members"]
+    for member in members:
         cfg = member["config"]
         assert (cfg["ema"], cfg["lr_schedule"], cfg["balance"], cfg["mixup"]) == (
             0.0, "constant", "undersample", 0.2)
+    # Two seeds by default: the best trial's configuration as it trained, then with the next
+    # seed; nothing else differs between them.
+    assert [m["seed"] for m in members] == [0, 1]
+    assert members[0]["trial_id"] == members[1]["trial_id"] == members[0]["member"]
+    assert ({**members[0]["config"], "seed": 1} == members[1]["config"])
+    assert len(Predictor(best).model.members) == 2
     assert Predictor(best).model.config.ema == 0.0  # and the model file says so too
     trials = pd.read_csv(settings.exp_dir / "trials.csv")
     assert set(trials["ema"]) == {0.0} and set(trials["balance"]) == {"undersample"}
