@@ -67,11 +67,18 @@ def run(opts: Options) -> dict:
     views, y = [v for v, _ in runs], runs[0][1].astype(int)
 
     def scores(prob: np.ndarray) -> dict:
-        return {"accuracy": binary_metrics(y, prob)["accuracy"],
-                "ece": calibration(y, prob)["ece"]}
+        c = calibration(y, prob)
+        return {"accuracy": binary_metrics(y, prob)["accuracy"], "ece": c["ece"],
+                "nll": c["nll"]}
 
     single = [{"seed": s, "accuracy_plain": scores(v[0])["accuracy"], **scores(v.mean(axis=0))}
               for s, v in zip(seeds, views, strict=True)]
+    # Each pair against its own two seeds alone (their mean): does averaging pay pair by pair?
+    pairs = []
+    for a, b in itertools.combinations(range(len(seeds)), 2):
+        both = scores(combine([views[a], views[b]], 2, tta=True))
+        pairs.append({"seeds": [seeds[a], seeds[b]], **{
+            f"{k}_gain": both[k] - (single[a][k] + single[b][k]) / 2 for k in ("accuracy", "nll")}})
     rows = []
     for k in range(1, len(seeds) + 1):
         subsets = [scores(combine([views[i] for i in c], k, tta=True))
@@ -79,15 +86,21 @@ def run(opts: Options) -> dict:
         acc = [r["accuracy"] for r in subsets]
         rows.append({"seeds": k, "subsets": len(subsets), "accuracy_mean": float(np.mean(acc)),
                      "accuracy_min": float(min(acc)), "accuracy_max": float(max(acc)),
-                     "ece_mean": float(np.mean([r["ece"] for r in subsets]))})
+                     "ece_mean": float(np.mean([r["ece"] for r in subsets])),
+                     "nll_mean": float(np.mean([r["nll"] for r in subsets]))})
     print(fmt_table(single, {"seed": "seed", "accuracy_plain": "val acc",
                              "accuracy": "val acc + flip", "ece": "ECE + flip"}))
     print()
     print(fmt_table(rows, {"seeds": "seeds averaged", "subsets": "subsets",
                            "accuracy_mean": "val acc (mean)", "accuracy_min": "min",
-                           "accuracy_max": "max", "ece_mean": "ECE (mean)"}))
+                           "accuracy_max": "max", "ece_mean": "ECE (mean)",
+                           "nll_mean": "NLL (mean)"}))
     gain = rows[1]["accuracy_mean"] - rows[0]["accuracy_mean"] if len(rows) > 1 else 0.0
+    better = sum(r["accuracy_gain"] > 0 for r in pairs)
+    lower_nll = sum(r["nll_gain"] < 0 for r in pairs)
     print(f"seeds: two seeds averaged {gain * 100:+.2f} points of validation accuracy over "
-          f"one, on average over {len(seeds)} seeds")
+          f"one, on average over {len(seeds)} seeds; {better} of {len(pairs)} pairs above "
+          f"their two seeds' mean accuracy, {lower_nll} of {len(pairs)} with a lower NLL")
     return {"data": str(data), "config": base, "until": p["until"], "n_val": int(len(y)),
-            "single": single, "rows": rows, "gain_of_two_seeds": gain}
+            "single": single, "rows": rows, "pairs": pairs, "gain_of_two_seeds": gain,
+            "pairs_above_their_seeds": better, "pairs_with_lower_nll": lower_nll}
