@@ -135,6 +135,19 @@ def test_an_open_number_of_trials_needs_a_time_budget(tmp_path):
         TuneSettings(data="x", name="n", results=str(tmp_path), num_samples=None)
 
 
+def test_an_experiment_saved_before_seeds_existed_retrains_one_seed_and_new_ones_two(tmp_path):
+    settings = TuneSettings(data="x", name="old", results=str(tmp_path),
+                            space=load_space(None))
+    assert settings.seeds == 2
+    settings.save()
+    saved = settings.exp_dir / "experiment.json"
+    d = json.loads(saved.read_text())
+    assert TuneSettings.load(settings.exp_dir).seeds == 2
+    del d["seeds"]  # as an older version wrote it: its retrain trained one seed
+    saved.write_text(json.dumps(d))
+    assert TuneSettings.load(settings.exp_dir).seeds == 1
+
+
 def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field(
         synth_data, tmp_path):
     # Fields outside the default space: before, trials.csv dropped them and the retrain
