@@ -145,11 +145,14 @@ def trial_frames(exp_dir: Path) -> pd.DataFrame:
 
 
 def train_job(data: str, cfg_dict: dict, split: tuple[str, ...], until: int | None,
-              evaluate_on: str, train_fraction: float = 1.0, fraction_seed: int = 0) -> dict:
+              evaluate_on: str, train_fraction: float = 1.0, fraction_seed: int = 0,
+              views: bool = False) -> dict:
     """One training run with the project's loop, one thread, meant for a fresh worker
     process: -> its per-epoch validation F1 (when training on train only) and its final
     metrics on `evaluate_on`. `train_fraction`: keep that share of the training rows
-    (whole identities drawn at random) for learning curves."""
+    (whole identities drawn at random) for learning curves. `views`: also P(male) of each
+    `evaluate_on` picture as it is and mirrored (`gender.ensemble.view_probs`), and the
+    labels, for comparing export recipes."""
     import numpy as np
 
     from gender.config import TrainConfig
@@ -171,10 +174,17 @@ def train_job(data: str, cfg_dict: dict, split: tuple[str, ...], until: int | No
     trainer = Trainer(cfg, prep.data, "cpu", train_split=split,
                       eval_split="val" if split == ("train",) else None)
     history = trainer.fit(until=until)
-    ev = evaluate(trainer.eval_model, prep.data, prep.data.splits[evaluate_on], "cpu")
+    rows = prep.data.splits[evaluate_on]
+    ev = evaluate(trainer.eval_model, prep.data, rows, "cpu")
     ev.pop("probs")
-    return {"val_f1_curve": [h["val_f1"] for h in history if "val_f1" in h],
-            "final": {k: ev[k] for k in ("accuracy", "f1", "auc", "recall_female",
-                                         "recall_male")},
-            "epochs": trainer.epoch, "n_train": int(len(trainer.train_idx)),
-            "seconds": time.perf_counter() - t0}
+    out = {"val_f1_curve": [h["val_f1"] for h in history if "val_f1" in h],
+           "final": {k: ev[k] for k in ("accuracy", "f1", "auc", "recall_female",
+                                        "recall_male")},
+           "epochs": trainer.epoch, "n_train": int(len(trainer.train_idx)),
+           "seconds": time.perf_counter() - t0}
+    if views:
+        from gender.ensemble import view_probs
+
+        out["views"] = view_probs(trainer.eval_model, prep.data.images[rows].numpy())
+        out["labels"] = prep.data.labels[rows].numpy()
+    return out

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table
+from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, train_job
 
 __all__ = ["run"]
 
@@ -25,25 +25,6 @@ __all__ = ["run"]
 # validation F1 peaked on the CelebA faces, so where its retrain stops.
 FULL = {"epochs": 20, "until": 12, "seeds": 6, "overrides": {}}
 QUICK = {"epochs": 2, "until": 2, "seeds": 3, "overrides": {"image_size": 32, "width": 0.125}}
-
-
-def _views(data: str, cfg_dict: dict, until: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train on the training split, one thread -> (2 x N validation P(male), labels)."""
-    import torch
-
-    from gender.config import TrainConfig
-    from gender.engine import Trainer
-    from gender.ensemble import view_probs
-    from gender.pipeline import prepare
-
-    torch.set_num_threads(1)
-    cfg = TrainConfig.from_dict(cfg_dict)
-    prep = prepare(data, cfg.image_size)
-    trainer = Trainer(cfg, prep.data, "cpu", train_split="train", eval_split=None)
-    trainer.fit(until=until)
-    val = prep.data.splits["val"]
-    return (view_probs(trainer.eval_model, prep.data.images[val].numpy()),
-            prep.data.labels[val].numpy())
 
 
 def run(opts: Options) -> dict:
@@ -61,28 +42,29 @@ def run(opts: Options) -> dict:
           f"with seeds {seeds}, on the training split of {data}", flush=True)
     with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
                              mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(_views, str(data), {**base, "seed": s}, p["until"])
-                   for s in seeds]
+        futures = [pool.submit(train_job, str(data), {**base, "seed": s}, ("train",),
+                               p["until"], "val", views=True) for s in seeds]
         runs = [f.result() for f in futures]
-    views, y = [v for v, _ in runs], runs[0][1].astype(int)
+    views, y = [r["views"] for r in runs], runs[0]["labels"].astype(int)
 
     def scores(prob: np.ndarray) -> dict:
         c = calibration(y, prob)
         return {"accuracy": binary_metrics(y, prob)["accuracy"], "ece": c["ece"],
                 "nll": c["nll"]}
 
-    single = [{"seed": s, "accuracy_plain": scores(v[0])["accuracy"], **scores(v.mean(axis=0))}
-              for s, v in zip(seeds, views, strict=True)]
+    # Every subset of the seeds, averaged with the flip as the export averages its members.
+    scored = {c: scores(combine([views[i] for i in c], len(c), tta=True))
+              for k in range(1, len(seeds) + 1)
+              for c in itertools.combinations(range(len(seeds)), k)}
+    single = [{"seed": s, "accuracy_plain": scores(views[i][0])["accuracy"], **scored[(i,)]}
+              for i, s in enumerate(seeds)]
     # Each pair against its own two seeds alone (their mean): does averaging pay pair by pair?
-    pairs = []
-    for a, b in itertools.combinations(range(len(seeds)), 2):
-        both = scores(combine([views[a], views[b]], 2, tta=True))
-        pairs.append({"seeds": [seeds[a], seeds[b]], **{
-            f"{k}_gain": both[k] - (single[a][k] + single[b][k]) / 2 for k in ("accuracy", "nll")}})
+    pairs = [{"seeds": [seeds[a], seeds[b]], **{
+        f"{k}_gain": scored[(a, b)][k] - (scored[(a,)][k] + scored[(b,)][k]) / 2
+        for k in ("accuracy", "nll")}} for a, b in itertools.combinations(range(len(seeds)), 2)]
     rows = []
     for k in range(1, len(seeds) + 1):
-        subsets = [scores(combine([views[i] for i in c], k, tta=True))
-                   for c in itertools.combinations(range(len(seeds)), k)]
+        subsets = [r for c, r in scored.items() if len(c) == k]
         acc = [r["accuracy"] for r in subsets]
         rows.append({"seeds": k, "subsets": len(subsets), "accuracy_mean": float(np.mean(acc)),
                      "accuracy_min": float(min(acc)), "accuracy_max": float(max(acc)),
