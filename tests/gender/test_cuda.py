@@ -7,21 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from gender.config import TrainConfig
 from gender.engine import Trainer
-from gender.pipeline import finish_run, prepare
+from gender.pipeline import finish_run
 from gender.predict import Predictor
+from tests.gender.configs import GOOD
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA on this machine")
 
 CUDA = torch.device("cuda", 0)
-GOOD = TrainConfig(arch="vgg11", width=0.25, head="gap", image_size=32, epochs=2,
-                   optimizer="adamw", lr=3e-3, batch_size=32, augment=0.3, seed=0)
-
-
-@pytest.fixture(scope="module")
-def prep(synth_data):
-    return prepare(synth_data, 32)
 
 
 def test_training_on_cuda_runs_bf16_on_channels_last_fp32_weights_and_learns(prep):

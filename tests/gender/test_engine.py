@@ -5,18 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from gender.config import TrainConfig
 from gender.engine import Diverged, Trainer
-from gender.pipeline import prepare
+from tests.gender.configs import GOOD
 
 CPU = torch.device("cpu")
-GOOD = TrainConfig(arch="vgg11", width=0.25, head="gap", image_size=32, epochs=2,
-                   optimizer="adamw", lr=3e-3, batch_size=32, augment=0.3, seed=0)
-
-
-@pytest.fixture(scope="module")
-def prep(synth_data):
-    return prepare(synth_data, 32)
 
 
 def test_two_epochs_on_synthetic_32px_learn_well_above_chance(prep):
