@@ -7,9 +7,11 @@ and a timestamp and writes the dict to `results/bench/<name>.json`.
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from gender.data.synth import default_data_dir
 from gender.pipeline import write_json
 
 __all__ = ["Options", "REAL_DATA", "machine", "data_dir", "fmt_table", "save", "tune_once",
-           "trial_frames", "set_threads", "train_job"]
+           "trial_frames", "set_threads", "train_job", "job_pool"]
 
 REPO = Path(__file__).resolve().parents[1]
 # Real faces (CelebA subset) live beside the repository, never inside it (licence).
@@ -142,6 +144,13 @@ def trial_frames(exp_dir: Path) -> pd.DataFrame:
         if len(df):
             frames.append(df.assign(trial=csv.parent.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def job_pool() -> ProcessPoolExecutor:
+    """Processes for `train_job`: one per core, at most two (one thread each), spawned
+    because a forked child of a process that already ran torch may hang in OpenMP."""
+    return ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
+                               mp_context=mp.get_context("spawn"))
 
 
 def train_job(data: str, cfg_dict: dict, split: tuple[str, ...], until: int | None,

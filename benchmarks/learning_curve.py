@@ -10,13 +10,9 @@ for the refit's size.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 
-from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, train_job
+from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, job_pool, train_job
 from benchmarks.schedule import CONFIGS
 
 __all__ = ["run"]
@@ -39,8 +35,7 @@ def run(opts: Options) -> dict:
     jobs = [(f, d) for f in p["fractions"] for d in range(p["draws"] if f < 1 else 1)]
     print(f"learning_curve: {p['config']}, {p['epochs']} epochs, shares of the training split "
           f"{', '.join(map(str, p['fractions']))}; {len(jobs)} runs on {data}", flush=True)
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
-                             mp_context=mp.get_context("spawn")) as pool:
+    with job_pool() as pool:
         futures = {j: pool.submit(train_job, str(data), cfg, ("train",), None, "val", j[0], j[1])
                    for j in jobs}
         runs = {j: f.result() for j, f in futures.items()}

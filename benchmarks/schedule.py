@@ -15,13 +15,9 @@ processes at a time.
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 
-from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, train_job
+from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, job_pool, train_job
 
 __all__ = ["run", "CONFIGS"]
 
@@ -53,9 +49,7 @@ def run(opts: Options) -> dict:
                for name in p["configs"]}
     print(f"schedule: {len(configs)} configurations, a {p['max_epochs']}-epoch cosine each, "
           f"on {data}; 2 processes x 1 thread", flush=True)
-    workers = min(2, os.cpu_count() or 1)
-    # spawn: a forked child of a process that already ran torch may hang in OpenMP.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+    with job_pool() as pool:
         # 1. The trial: the full schedule on train; its curve gives the peak epoch k.
         trials = {n: pool.submit(train_job, str(data), c, ("train",), None, "val")
                   for n, c in configs.items()}

@@ -11,13 +11,10 @@ picture as the export uses it, plus each recipe's calibration error.
 from __future__ import annotations
 
 import itertools
-import multiprocessing as mp
-import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, train_job
+from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, job_pool, train_job
 
 __all__ = ["run"]
 
@@ -40,8 +37,7 @@ def run(opts: Options) -> dict:
     seeds = list(range(p["seeds"]))
     print(f"seeds: the default configuration ({p['until']} of {p['epochs']} scheduled epochs) "
           f"with seeds {seeds}, on the training split of {data}", flush=True)
-    with ProcessPoolExecutor(max_workers=min(2, os.cpu_count() or 1),
-                             mp_context=mp.get_context("spawn")) as pool:
+    with job_pool() as pool:
         futures = [pool.submit(train_job, str(data), {**base, "seed": s}, ("train",),
                                p["until"], "val", views=True) for s in seeds]
         runs = [f.result() for f in futures]
