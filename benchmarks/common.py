@@ -125,12 +125,12 @@ def tune_once(settings, verbose: int = 0):
     into the object store once, `build_tuner`, fit) plus `trials.csv`; no retrain and no
     HTML report, which a measurement does not need. Returns Ray's ResultGrid."""
     from tuning.cluster import start_ray
-    from tuning.experiment import build_tuner, image_sizes, put_data
+    from tuning.experiment import build_tuner, input_views, put_data
     from tuning.outputs import trials_table, write_trials
 
     settings.save()
     start_ray(settings.address, quiet=True)
-    data, _ = put_data(settings, image_sizes(settings), fresh_splits=True)
+    data, _ = put_data(settings, input_views(settings), fresh_splits=True)
     results = build_tuner(settings, data, verbose=verbose).fit()
     write_trials(trials_table(results, settings.max_epochs), settings.exp_dir / "trials.csv")
     return results
@@ -170,7 +170,7 @@ def train_job(data: str, cfg_dict: dict, split: tuple[str, ...], until: int | No
 
     torch.set_num_threads(1)
     cfg = TrainConfig.from_dict(cfg_dict)
-    prep = prepare(data, cfg.image_size)
+    prep = prepare(data, cfg.image_size, crop=cfg.crop)
     if train_fraction < 1.0:
         rows = prep.data.splits["train"]
         ids = prep.splits.set_index("image").loc[[prep.index.samples[i].name for i in rows],

@@ -57,14 +57,14 @@ class _TensorImages:
 class _Files(Dataset):
     """One image file per item, decoded with PIL as training would (`decode_image`)."""
 
-    def __init__(self, paths: list[str], size: int):
-        self.paths, self.size = paths, size
+    def __init__(self, paths: list[str], size: int, crop: float):
+        self.paths, self.size, self.crop = paths, size, crop
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        return i, torch.from_numpy(decode_image(self.paths[i], self.size))
+        return i, torch.from_numpy(decode_image(self.paths[i], self.size, self.crop))
 
 
 class _LoaderImages(_TensorImages):
@@ -138,7 +138,7 @@ def run(opts: Options) -> dict:
     p = QUICK if opts.quick else FULL
     cfg = CONFIG
     threads = set_threads()
-    prep = prepare(data, cfg.image_size)
+    prep = prepare(data, cfg.image_size, crop=cfg.crop)
     paths = [str(prep.index.path(s)) for s in prep.index.samples]  # row i <-> images[i]
     trainer = Trainer(cfg, prep.data, torch.device("cpu"))
     clock = _StepClock(trainer.model, trainer.opt)
@@ -147,13 +147,13 @@ def run(opts: Options) -> dict:
           f"{cfg.batch_size}, {threads} threads; {p['rounds']} rounds, each variant in turn "
           f"training on the same {min(p['chunk'], n_train)} of the {n_train} training images; "
           f"data {data}", flush=True)
-    warm = TensorData(prep.data.images, prep.data.labels, prep.data.splits)
+    warm = TensorData(prep.data.images, prep.data.labels, prep.data.splits, prep.data.crop)
     train_one_epoch(trainer.model, trainer.opt, trainer.sched, warm, trainer.train_idx[:256],
                     cfg, trainer.device, trainer.gen, trainer.pos_weight)
     variants = {"tensors": ("uint8 tensor, decoded once", _TensorImages(prep.data.images))}
     for w in p["workers"]:
         variants[f"pil-{w}"] = (f"PIL every epoch, DataLoader {w} workers",
-                                _LoaderImages(_Files(paths, cfg.image_size), w))
+                                _LoaderImages(_Files(paths, cfg.image_size, cfg.crop), w))
     turns = {name: [] for name in variants}
     rng = np.random.default_rng(0)
     for _ in range(p["rounds"]):

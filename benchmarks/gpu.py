@@ -81,7 +81,7 @@ def run(opts: Options) -> dict:
                               "images_per_s_per_trial": "images/s a trial",
                               "images_per_s_per_gpu": "images/s per GPU",
                               "x_one_trial": "x 1 trial"}))
-    prep = prepare(data, cfg.image_size)
+    prep = prepare(data, cfg.image_size, crop=cfg.crop)
     device = torch.device("cuda", 0)
     variants = []
     for label, bf16, cl in (("bf16 + channels_last (default)", True, True),

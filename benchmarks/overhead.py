@@ -41,7 +41,7 @@ QUICK = {"epochs": 3, "order": ("plain", "ray")}
 
 def _plain(cfg: TrainConfig, data) -> dict:
     t0 = time.perf_counter()
-    prep = prepare(data, cfg.image_size)
+    prep = prepare(data, cfg.image_size, crop=cfg.crop)
     history = Trainer(cfg, prep.data, torch.device("cpu")).fit()
     wall = time.perf_counter() - t0
     return {"images_per_s": [h["images_per_s"] for h in history],

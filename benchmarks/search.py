@@ -277,10 +277,10 @@ def _live_tuner(name: str, settings: TuneSettings, p: dict):
     trainable (one CPU a trial) and nothing else of ours."""
     from ray import tune
 
-    from tuning.experiment import build_tuner, put_data
+    from tuning.experiment import build_tuner, input_views, put_data
     from tuning.trainable import train_trial
 
-    data, _ = put_data(settings, [settings.space["image_size"]["choices"][0]], fresh_splits=True)
+    data, _ = put_data(settings, input_views(settings), fresh_splits=True)
     if name == "ours":
         return build_tuner(settings, data, verbose=0)
     search_alg, scheduler = ray_recipe(p, settings.seed, p["workers"])

@@ -26,8 +26,8 @@ __all__ = ["SCALE", "SPACE", "WIDER", "QUICK_SPACE", "space_points", "grid_confi
            "config_key", "load_or_build", "Table", "TRAIN_SEED"]
 
 # Scaled for two CPU cores, identically for every method and the grid: this width and
-# image size (as benchmarks/efficiency.py).
-SCALE = {"width": 0.125, "image_size": 32}
+# image size (as benchmarks/efficiency.py), and the whole square (as `--quick`).
+SCALE = {"width": 0.125, "image_size": 32, "crop": 1.0}
 
 # The default space (tuning.space.DEFAULT_SPACE), discretised so it can be tabulated in
 # full: the notebook's network (VGG19 without batch norm, as its grid trains it) with the
@@ -139,14 +139,14 @@ class Table:
 _DATA = None  # the worker's decoded data, prepared once per process
 
 
-def _init_worker(data_dir: str, image_size: int) -> None:
+def _init_worker(data_dir: str, image_size: int, crop: float) -> None:
     global _DATA
     import torch
 
     from gender.pipeline import prepare
 
     torch.set_num_threads(1)  # as a Ray trial with one CPU (train_trial sets the same)
-    _DATA = prepare(data_dir, image_size, split_seed=TRAIN_SEED).data
+    _DATA = prepare(data_dir, image_size, split_seed=TRAIN_SEED, crop=crop).data
 
 
 def _train(cfg_dict: dict) -> dict:
@@ -221,7 +221,7 @@ def load_or_build(configs: list[TrainConfig], data_dir: Path, cache: Path,
               f"{path}", flush=True)
         t0 = time.perf_counter()
         ctx = mp.get_context("spawn")  # a fresh interpreter: no torch thread pool inherited
-        with ctx.Pool(workers, _init_worker, (str(data_dir), configs[0].image_size)) as pool, \
+        with ctx.Pool(workers, _init_worker, (str(data_dir), *configs[0].input_view)) as pool, \
                 path.open("a") as out:
             for i, r in enumerate(pool.imap_unordered(_train, [c.to_dict() for c in todo]), 1):
                 r["training_code"] = code

@@ -52,6 +52,8 @@ class TrainConfig:
                           SCHEDULES)
     batch_size: int = _f(64, "images a step")
     image_size: int = _f(64, "pixels a side, a multiple of 32")
+    crop: float = _f(0.7, "the central square kept, as a fraction of the picture's shorter "
+                          "side, before resizing to image_size (1.0 = the whole square)")
     augment: float = _f(0.5, "augmentation strength: flip, affine, colour jitter (0 = none)")
     mixup: float = _f(0.0, "mixup's Beta(a, a) parameter, e.g. 0.2 (0 = off)")
     # Smooths the validation curve that ASHA's cuts and the retrain's peak epoch read.
@@ -72,7 +74,7 @@ class TrainConfig:
                        f"one of {', '.join(choices)}, got {getattr(self, f.name)!r}")
         for name, kind in (("width", float), ("dropout", float), ("lr", float),
                            ("momentum", float), ("alpha", float), ("weight_decay", float),
-                           ("augment", float), ("mixup", float), ("ema", float),
+                           ("augment", float), ("mixup", float), ("crop", float), ("ema", float),
                            ("batch_size", int), ("image_size", int), ("epochs", int),
                            ("seed", int)):
             v = getattr(self, name)
@@ -98,6 +100,7 @@ class TrainConfig:
         # VGG halves the resolution five times; below 32 px the last blocks see 1x1 maps.
         _check(32 <= self.image_size <= 512 and self.image_size % 32 == 0, "image_size",
                f"a multiple of 32 in [32, 512], got {self.image_size}")
+        _check(0.5 <= self.crop <= 1.0, "crop", f"in [0.5, 1], got {self.crop}")
         _check(0.0 <= self.augment <= 1.0, "augment", f"in [0, 1], got {self.augment}")
         _check(0.0 <= self.mixup <= 10.0, "mixup", f"in [0, 10], got {self.mixup}")
         _check(0.0 <= self.ema < 1.0, "ema", f"in [0, 1), got {self.ema}")
@@ -110,6 +113,11 @@ class TrainConfig:
     @property
     def model_name(self) -> str:
         return self.arch + ("_bn" if self.batch_norm else "")
+
+    @property
+    def input_view(self) -> tuple[int, float]:
+        """(image_size, crop): how a picture is decoded for this model."""
+        return self.image_size, self.crop
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -20,7 +20,7 @@ from torch.optim.swa_utils import AveragedModel
 from gender.config import TrainConfig
 from gender.data.splits import pos_weight, undersample_indices
 from gender.data.tensors import TensorData
-from gender.errors import UserError
+from gender.errors import ConfigError, UserError
 from gender.metrics import binary_metrics, measure_latency
 from gender.models import build_model
 from gender.runtime import Runtime, as_runtime
@@ -179,6 +179,9 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, data: TensorData, device: torch.device | str,
                  train_split: str | tuple[str, ...] = "train", eval_split: str | None = "val",
                  *, bf16: bool | None = None, channels_last: bool | None = None):
+        if data.view != cfg.input_view:  # a model must train on the pictures it will be shown
+            raise ConfigError(f"the data is decoded at {data.image_size} px, crop {data.crop:g}"
+                              f"; the config asks for {cfg.image_size} px, crop {cfg.crop:g}")
         self.cfg, self.data = cfg, data
         self.runtime = Runtime(device, bf16=bf16, channels_last=channels_last)
         self.device = self.runtime.device

@@ -97,6 +97,11 @@ class LoadedModel:
         return self.configs[0].image_size
 
     @property
+    def crop(self) -> float:
+        """The fraction of a picture's shorter side its central square keeps."""
+        return self.configs[0].crop
+
+    @property
     def members(self) -> list[VGG]:
         return list(self.module.members)
 
@@ -117,8 +122,8 @@ def save_model(path: str | Path, models: VGG | list[VGG], configs: TrainConfig |
     configs = configs if isinstance(configs, list) else [configs]
     if len(models) != len(configs) or not models:
         raise ValueError("save_model: one configuration per member, at least one member")
-    if len({c.image_size for c in configs}) != 1:
-        raise ConfigError("an ensemble's members must share one image size")
+    if len({c.input_view for c in configs}) != 1:
+        raise ConfigError("an ensemble's members must share one image size and crop")
     path = Path(path)
     blob = {
         "format": FORMAT,
@@ -126,7 +131,7 @@ def save_model(path: str | Path, models: VGG | list[VGG], configs: TrainConfig |
                     for m, c in zip(models, configs, strict=True)],
         "tta_flip": bool(tta_flip), "temperature": float(temperature),
         "preprocess": {**PREPROCESS, "image_size": configs[0].image_size,
-                       "mean": list(MEAN), "std": list(STD)},
+                       "crop_fraction": configs[0].crop, "mean": list(MEAN), "std": list(STD)},
         "classes": list(CLASSES), "metrics": metrics or {},
     }
     with atomic_path(path) as tmp:
@@ -164,7 +169,8 @@ def _member(p: Path, i: int, member) -> tuple[VGG, TrainConfig]:
             or not isinstance(member.get("state_dict"), dict):
         raise UserError(f"{where}: expected a config and a state_dict")
     try:
-        cfg = TrainConfig.from_dict({**member["config"], "pretrained": None})
+        # Files written before `crop` existed were trained on the whole square.
+        cfg = TrainConfig.from_dict({"crop": 1.0, **member["config"], "pretrained": None})
     except (ConfigError, TypeError) as e:
         raise UserError(f"{where}: its saved configuration is invalid ({e})") from None
     model = build_model(cfg)
@@ -189,8 +195,8 @@ def load_model(path: str | Path) -> LoadedModel:
         raise UserError(f"{p}: holds no model (empty members)")
     built = [_member(p, i, m) for i, m in enumerate(members)]
     configs = [c for _, c in built]
-    if len({c.image_size for c in configs}) != 1:
-        raise UserError(f"{p}: members disagree on the image size")
+    if len({c.input_view for c in configs}) != 1:
+        raise UserError(f"{p}: members disagree on the image size or crop")
     temperature = blob.get("temperature", 1.0)
     if not isinstance(temperature, (int, float)) or not temperature > 0:
         raise UserError(f"{p}: temperature must be a positive number, got {temperature!r}")
@@ -229,7 +235,9 @@ def _onnx_bytes(loaded: LoadedModel) -> bytes:
                           dynamic_axes={"images": {0: "n"}, "prob_male": {0: "n"}})
     proto = onnx.load_from_string(buf.getvalue())
     for key, value in ((_SHA_KEY, loaded.sha256), ("image_size", str(s)),
-                       ("input", "uint8 N x 3 x S x S RGB, centre square"),
+                       ("crop", f"{loaded.crop:g}"),
+                       ("input", "uint8 N x 3 x S x S RGB: the centre square of side crop x "
+                                 "the shorter side, resized to S"),
                        ("output", "P(male), N floats")):
         proto.metadata_props.add(key=key, value=value)
     return proto.SerializeToString()

@@ -15,6 +15,7 @@ a photo is seen the same way everywhere. What a user may bring and how it is rea
 from __future__ import annotations
 
 import io
+import math
 import os
 import stat
 import warnings
@@ -30,6 +31,7 @@ __all__ = ["ImageError", "open_image", "to_array", "decode_image", "PREPROCESS",
            "PREPROCESS_VERSION"]
 
 # How an image becomes a tensor; saved into every model so every path does the same.
+# The fraction of the shorter side the square keeps is the model's `crop` hyperparameter.
 PREPROCESS = {"orientation": "exif", "background": "white", "crop": "center-square",
               "resize": "bilinear-antialias", "scale": "0-255 uint8"}
 # Bumped whenever decoding or cropping changes: it keys the decoded-image cache.
@@ -136,20 +138,23 @@ def open_image(source: Source, draft_size: int | None = None,
         im.close()
 
 
-def to_array(im: Image.Image, size: int) -> np.ndarray:
+def to_array(im: Image.Image, size: int, crop: float = 1.0) -> np.ndarray:
     """An RGB picture -> uint8 3 x size x size: the central square, resized.
 
-    Aligned CelebA faces are 178x218 with the face in the middle, so the centre square
-    keeps the face and drops background above and below.
+    The square's side is `crop` times the picture's shorter side. Aligned CelebA faces are
+    178x218 with the face in the middle, so the centre square keeps the face and drops
+    background above and below; a crop below 1 also drops background beside the face,
+    which gives the face more of the `size` pixels.
     """
     w, h = im.size
-    side = min(w, h)
+    side = max(1, round(min(w, h) * crop))
     left, top = (w - side) // 2, (h - side) // 2
     im = im.crop((left, top, left + side, top + side))
     im = im.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
     return np.asarray(im, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
-def decode_image(source: Source, size: int) -> np.ndarray:
+def decode_image(source: Source, size: int, crop: float = 1.0) -> np.ndarray:
     """`open_image` then `to_array`: a file or bytes -> uint8 3 x size x size."""
-    return to_array(open_image(source, draft_size=size), size)
+    # A JPEG decoded at reduced scale must still give the kept square `size` pixels.
+    return to_array(open_image(source, draft_size=math.ceil(size / crop)), size, crop)

@@ -47,7 +47,7 @@ class Prepared:
 
 
 def prepare(data_dir: str | Path, image_size: int, split_seed: int = 0,
-            splits_csv: str | Path | None = None) -> Prepared:
+            splits_csv: str | Path | None = None, crop: float = 1.0) -> Prepared:
     """Read, split (or reuse a saved split) and decode a dataset once.
 
     The split depends on the dataset and `split_seed` only, never on a training seed, so
@@ -55,12 +55,12 @@ def prepare(data_dir: str | Path, image_size: int, split_seed: int = 0,
     """
     index = read_dataset(data_dir)
     df = read_splits(splits_csv, index) if splits_csv else make_splits(index, seed=split_seed)
-    arrays = load_arrays(index, image_size)
+    arrays = load_arrays(index, image_size, crop=crop)
     pos = {s.name: i for i, s in enumerate(index.samples)}
     rows = np.array([pos[n] for n in df["image"]], dtype=np.int64)
     splits = {name: rows[(df["split"] == name).to_numpy()] for name in SPLITS}
     labels = np.array([s.label for s in index.samples], dtype=np.float32)
-    return Prepared(index, df, TensorData.from_arrays(arrays, labels, splits))
+    return Prepared(index, df, TensorData.from_arrays(arrays, labels, splits, crop))
 
 
 def _version(package: str) -> str | None:
@@ -149,7 +149,7 @@ def train_command(cfg: TrainConfig, data_dir: Path, out: Path, device: torch.dev
     from tqdm import tqdm
 
     check_writable_dir(out, "--out")
-    prep = prepare(data_dir, cfg.image_size, split_seed=split_seed)
+    prep = prepare(data_dir, cfg.image_size, split_seed=split_seed, crop=cfg.crop)
     trainer = Trainer(cfg, prep.data, device)
     n = len(trainer.train_idx)
     bar = None

@@ -80,8 +80,9 @@ class Predictor:
         return self.model.image_size
 
     def decode(self, source) -> np.ndarray:
-        """A file or bytes -> uint8 3 x S x S (raises ImageError)."""
-        return decode_image(source, self.image_size)
+        """A file or bytes -> uint8 3 x S x S, cropped as the model was trained (raises
+        ImageError)."""
+        return decode_image(source, self.image_size, self.model.crop)
 
     @torch.inference_mode()
     def predict_arrays(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -73,7 +73,7 @@ class GenderApp:
         device = "cuda" if self.options.gpus_per_replica and torch.cuda.is_available() \
             else "cpu"
         self.predictor = Predictor(self.folder, device, self.options.engine)
-        self.image_size = self.predictor.image_size
+        self.image_size, self.crop = self.predictor.image_size, self.predictor.model.crop
         self.info = {**model_info(self.predictor.model, self.predictor.engine, device),
                      "name": name}
         self._active = 0  # requests of this replica between decode and answer

@@ -9,6 +9,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from gender.config import TrainConfig
 from gender.constants import JOURNAL_FILE, SPLITS_FILE, TRIALS_FILE
 from gender.data.splits import write_splits
 from gender.data.tensors import load_arrays
@@ -22,31 +23,37 @@ from tuning.space import NOTEBOOK_GRID, define_by_run, widen_for
 from tuning.trainable import train_trial
 
 __all__ = ["put_data", "build_search", "build_tuner", "run_experiment", "resume_experiment",
-           "finish_experiment", "search_results", "trial_resources", "image_sizes",
+           "finish_experiment", "search_results", "trial_resources", "input_views",
            "trial_dirname"]
 
 
-def put_data(settings: TuneSettings, sizes: list[int], fresh_splits: bool
+def put_data(settings: TuneSettings, views: list[tuple[int, float]], fresh_splits: bool
              ) -> tuple[dict, Prepared]:
-    """Decode once on the driver (cached on disk), then one object-store copy per image
-    size that every trial on every node reads zero-copy. Writes/reads `splits.csv`.
+    """Decode once on the driver (cached on disk), then one object-store copy per view
+    (image size, crop) that every trial on every node reads zero-copy. Writes/reads
+    `splits.csv`.
 
-    -> (the refs trials get, the driver's own `Prepared` at the first size)."""
+    -> (the refs trials get, the driver's own `Prepared` at the first view)."""
     splits_csv = settings.exp_dir / SPLITS_FILE
-    prep = prepare(settings.data, sizes[0], split_seed=settings.split_seed,
-                   splits_csv=None if fresh_splits else splits_csv)
+    (size, crop), rest = views[0], views[1:]
+    prep = prepare(settings.data, size, split_seed=settings.split_seed,
+                   splits_csv=None if fresh_splits else splits_csv, crop=crop)
     if fresh_splits:
         write_splits(prep.splits, splits_csv)
-    images = {sizes[0]: ray.put(prep.data.images.numpy())}
-    for size in sizes[1:]:
-        images[size] = ray.put(load_arrays(prep.index, size))
+    images = {(size, crop): ray.put(prep.data.images.numpy())}
+    for size, crop in rest:
+        images[(size, crop)] = ray.put(load_arrays(prep.index, size, crop=crop))
     refs = {"images": images, "labels": prep.data.labels.numpy(),
             "splits": prep.data.splits, "fingerprint": prep.index.fingerprint()}
     return refs, prep
 
 
-def image_sizes(settings: TuneSettings) -> list[int]:
-    return sorted({int(s) for s in settings.space["image_size"]["choices"]})
+def input_views(settings: TuneSettings) -> list[tuple[int, float]]:
+    """Every (image size, crop) a trial of the space can ask for: each is decoded once."""
+    # A space without a crop entry leaves every trial at the package's crop.
+    crops = settings.space.get("crop", {"choices": [TrainConfig().crop]})["choices"]
+    return sorted({(int(s), float(c)) for s in settings.space["image_size"]["choices"]
+                   for c in crops})
 
 
 def search_results(settings: TuneSettings):
@@ -190,7 +197,7 @@ def run_experiment(settings: TuneSettings, verbose: int = 1,
     reach_ray(settings.address, settings.cpus_per_trial, settings.gpus_per_trial,
               quiet=verbose == 0)
     settings.save()
-    data, _ = put_data(settings, image_sizes(settings), fresh_splits=True)
+    data, _ = put_data(settings, input_views(settings), fresh_splits=True)
     results = build_tuner(settings, data, verbose, callbacks).fit()
     return finish_experiment(settings, results, quiet=verbose == 0)
 
@@ -204,7 +211,7 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
     reach_ray(settings.address, settings.cpus_per_trial, settings.gpus_per_trial,
               quiet=verbose == 0)
-    data, _ = put_data(settings, image_sizes(settings), fresh_splits=False)
+    data, _ = put_data(settings, input_views(settings), fresh_splits=False)
     trainable, _ = _trainable(settings, data)
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                resume_errored=True)

@@ -64,8 +64,8 @@ def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> l
     """The best trials: [{"trial_id", "config", "until", "val_f1", "state"}], best first,
     at most `limit` (default: the export's members).
 
-    Distinct configurations only, all at the best trial's image size (one decoded
-    picture feeds every member).
+    Distinct configurations only, all at the best trial's image size and crop (one
+    decoded picture feeds every member).
     """
     limit = limit or settings.ensemble
     table = trials_table(results, settings.max_epochs)
@@ -82,10 +82,11 @@ def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> l
         with ckpt.as_directory() as d:
             state = load_checkpoint(d)
         cfg = TrainConfig.from_dict(state["config"])
-        if members and (cfg.image_size != members[0]["config"]["image_size"]
+        if members and (cfg.input_view != members[0]["view"]
                         or any(m["config"] == cfg.to_dict() for m in members)):
             continue
         members.append({"trial_id": str(row["trial_id"]), "config": cfg.to_dict(),
+                        "view": cfg.input_view,
                         "until": int(row["best_epoch"]), "val_f1": float(row["best_val_f1"]),
                         "state": state})
         if len(members) == limit:
@@ -198,15 +199,15 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
     candidates = retrain_plan(results, settings, limit=max(settings.ensemble, COMPARED))
     configs = candidates[:settings.ensemble]
     members = with_seeds(configs, settings.seeds)
-    size = members[0]["config"]["image_size"]
+    size, crop = view = members[0]["view"]
     if not quiet:
         for m in configs:
             cfg = TrainConfig.from_dict(m["config"])
-            print(f"retraining trial {m['trial_id']} ({cfg.model_name}, {size} px) on "
-                  f"train+val for {m['until']} of its {cfg.epochs} scheduled epochs (its "
-                  f"validation F1 peaked at {m['val_f1']:.4f} there), with "
+            print(f"retraining trial {m['trial_id']} ({cfg.model_name}, {size} px, crop "
+                  f"{crop:g}) on train+val for {m['until']} of its {cfg.epochs} scheduled "
+                  f"epochs (its validation F1 peaked at {m['val_f1']:.4f} there), with "
                   f"{settings.seeds} training seed(s) from {cfg.seed}", flush=True)
-    data, prep = put_data(settings, [size], fresh_splits=False)
+    data, prep = put_data(settings, [view], fresh_splits=False)
     recipe = _recipe(candidates, len(configs), prep, settings)
     results = _run(settings, members, data, verbose=0 if quiet else 1)
     trainers = []

@@ -162,7 +162,9 @@ class TuneSettings:
             settings = cls(**d)
             # The space and first points are checked as a --space file would be, so a
             # damaged file stops here rather than after Ray has started.
-            settings.space = validate_space(settings.space, where="space")
+            # Experiments begun before `crop` existed decoded the whole square.
+            settings.space = validate_space({"crop": {"choices": [1.0]}, **settings.space},
+                                            where="space")
             missing = [n for n in SEARCHABLE if n not in settings.space]
             if missing:
                 raise ConfigError(f"space: no entry for {', '.join(missing)}")

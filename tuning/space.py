@@ -35,6 +35,8 @@ DEFAULT_SPACE: dict[str, Any] = {
     "batch_size": {"choices": [32, 64, 128]},
     "dropout": {"low": 0.0, "high": 0.5},
     "image_size": {"choices": [64, 96]},
+    # The package's crop only: every crop listed is decoded and held once per image size.
+    "crop": {"choices": [TrainConfig().crop]},
     "augment": {"low": 0.0, "high": 1.0},
 }
 
@@ -46,6 +48,8 @@ QUICK_SPACE: dict[str, Any] = {
     "head": {"choices": ["gap"]},
     "batch_size": {"choices": [64, 128]},
     "image_size": {"choices": [32]},
+    # The whole square: at 32 px a tighter crop learns slower in runs this short.
+    "crop": {"choices": [1.0]},
 }
 
 CONDITIONAL = {"momentum": ("sgd", "rmsprop"), "alpha": ("rmsprop",)}
@@ -91,6 +95,9 @@ def validate_space(space: dict, where: str = "search space") -> dict:
                 raise _err(where, f"{name}: a log range must have low > 0")
             if _FIELDS[name].type in ("int", int) or name in ("batch_size", "image_size"):
                 raise _err(where, f"{name}: use choices, not a range")
+            if name == "crop":
+                raise _err(where, "crop: use choices, not a range (the data is decoded "
+                                  "once for each crop)")
             _check_value(name, lo, where)
             _check_value(name, hi, where)
             out[name] = {"low": float(lo), "high": float(hi), "log": log}

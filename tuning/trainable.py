@@ -60,12 +60,13 @@ def load_checkpoint(checkpoint_dir: str | Path) -> dict:
 
 
 def train_trial(params: dict, data: dict) -> None:
-    """`data`: {"images": {size: ObjectRef}, "labels": ndarray, "splits": {name: ndarray}}."""
+    """`data`: {"images": {(size, crop): ObjectRef}, "labels": ndarray,
+    "splits": {name: ndarray}}."""
     retrain = params.get(RETRAIN)
     cfg = TrainConfig.from_dict(retrain["config"]) if retrain else trial_config(params)
     torch.set_num_threads(_threads())
-    images = ray.get(data["images"][cfg.image_size])  # zero-copy view of the object store
-    tensors = TensorData.from_arrays(images, data["labels"], data["splits"])
+    images = ray.get(data["images"][cfg.input_view])  # zero-copy view of the object store
+    tensors = TensorData.from_arrays(images, data["labels"], data["splits"], cfg.crop)
     trainer = Trainer(cfg, tensors, trial_device(),
                       train_split=("train", "val") if retrain else "train",
                       eval_split=None if retrain else "val")

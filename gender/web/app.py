@@ -63,6 +63,7 @@ class Backend(Protocol):
 
     info: dict  # GET /api/model
     image_size: int
+    crop: float  # pictures are decoded as the model was trained: size and crop
 
     async def predict(self, images: list[np.ndarray]) -> list[float]:
         """uint8 3 x S x S pictures -> P(male) each."""
@@ -73,7 +74,7 @@ class LocalBackend:
 
     def __init__(self, predictor: Predictor):
         self.predictor = predictor
-        self.image_size = predictor.image_size
+        self.image_size, self.crop = predictor.image_size, predictor.model.crop
         self.info = model_info(predictor.model, predictor.engine, str(predictor.runtime.device))
 
     async def predict(self, images: list[np.ndarray]) -> list[float]:
@@ -99,7 +100,7 @@ def model_info(loaded: LoadedModel, engine: str, device: str) -> dict:
         "name": f"{folder.parent.name}/{folder.name}", "sha256": loaded.sha256,
         "trial_id": metrics.get("trial_id"), "test_accuracy": metrics.get("accuracy"),
         "test_f1": metrics.get("f1"), "image_size": loaded.image_size,
-        "members": len(configs), "tta_flip": loaded.module.tta_flip,
+        "crop": loaded.crop, "members": len(configs), "tta_flip": loaded.module.tta_flip,
         "temperature": loaded.module.temperature, "engine": engine, "device": device,
         "config": _read_beside(loaded, CONFIG_FILE) or configs[0],
         "member_configs": configs, "metrics": metrics,
@@ -210,7 +211,7 @@ def create_app(backend: Backend, token: str | None = None) -> FastAPI:
     info = backend.info
     ref = {"id": info["sha256"][:12], "trial_id": info.get("trial_id"),
            "test_accuracy": info.get("test_accuracy")}
-    size = backend.image_size
+    size, crop = backend.image_size, backend.crop
 
     def authorize(request: Request) -> None:
         if expected is None:
@@ -226,7 +227,7 @@ def create_app(backend: Backend, token: str | None = None) -> FastAPI:
     def decode(data: bytes) -> np.ndarray:
         if not data:
             raise ImageError("empty file")
-        return decode_image(data, size)
+        return decode_image(data, size, crop)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):

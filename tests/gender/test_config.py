@@ -16,6 +16,7 @@ from gender.errors import ConfigError
     ("optimizer", "lbfgs", "optimizer must be one of"),
     ("batch_size", 0, "batch_size must be in [1, 4096]"),
     ("augment", 1.5, "augment must be in [0, 1]"),
+    ("crop", 0.4, "crop must be in [0.5, 1]"),
     ("ema", 1.0, "ema must be in [0, 1)"),
     ("mixup", -0.1, "mixup must be in [0, 10]"),
     ("seed", -1, "seed must be in [0, 2**32)"),

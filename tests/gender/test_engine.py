@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from gender.engine import Diverged, Trainer
+from gender.errors import ConfigError
 from tests.gender.configs import GOOD
 
 CPU = torch.device("cpu")
@@ -65,6 +66,13 @@ def test_a_nan_loss_raises_diverged(prep):
                        epochs=3, augment=0.0)
     with pytest.raises(Diverged):
         Trainer(cfg, prep.data, CPU).fit()
+
+
+def test_a_config_refuses_data_decoded_at_another_view(prep):
+    # The model would be shown other pictures in use than in training.
+    with pytest.raises(ConfigError, match="decoded at 32 px, crop 1; the config asks for "
+                                          "32 px, crop 0.7"):
+        Trainer(GOOD.replace(crop=0.7), prep.data, CPU)
 
 
 def test_train_split_can_be_train_plus_val(prep):

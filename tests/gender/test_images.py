@@ -217,3 +217,37 @@ def test_a_pipe_is_refused_without_waiting_for_a_writer(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with pytest.raises(ImageError, match="not a regular file"):
         open_image(tmp_path / "pipe.png")
+
+
+# ---------------------------------------------------------------- the crop
+
+def _framed(w: int, h: int, inner: int) -> Image.Image:
+    """Red, with a green central square `inner` pixels a side."""
+    a = np.zeros((h, w, 3), np.uint8)
+    a[..., 0] = 255
+    top, left = (h - inner) // 2, (w - inner) // 2
+    a[top:top + inner, left:left + inner] = (0, 255, 0)
+    return Image.fromarray(a)
+
+
+def test_crop_keeps_the_central_square_of_that_fraction_of_the_shorter_side():
+    data = encode(_framed(100, 140, 70), "PNG")
+    inner = decode_image(data, 32, crop=0.7)
+    assert inner.shape == (3, 32, 32)
+    assert (inner[1] == 255).all() and (inner[0] == 0).all()  # all green: the frame is gone
+    whole = decode_image(data, 32)  # crop 1.0: the 100 x 100 square, frame and all
+    assert whole[0, 0, 0] == 255 and whole[1, 16, 16] == 255
+
+
+def test_a_large_jpeg_read_at_reduced_scale_still_fills_the_cropped_square():
+    # The draft scale is chosen for the kept square, so it is no blurrier than decoding
+    # the whole photo and cropping it.
+    rng = np.random.default_rng(0)
+    big = Image.fromarray(rng.integers(0, 256, (60, 60, 3), np.uint8)).resize(
+        (1200, 1200), Image.Resampling.NEAREST)
+    data = encode(big, "JPEG", quality=95)
+    got = decode_image(data, 64, crop=0.5).astype(np.int16)
+    full = Image.open(io.BytesIO(data)).convert("RGB")
+    want = np.asarray(full.crop((300, 300, 900, 900)).resize(
+        (64, 64), Image.Resampling.BILINEAR, reducing_gap=2.0)).transpose(2, 0, 1)
+    assert np.abs(got - want).mean() < 6

@@ -239,7 +239,7 @@ def test_more_than_32_files_in_one_request_are_refused(client):
 
 def test_errors_are_json_without_a_stack_trace(backend, client):
     class Broken:
-        info, image_size = backend.info, backend.image_size
+        info, image_size, crop = backend.info, backend.image_size, backend.crop
 
         async def predict(self, images):
             raise RuntimeError("secret internals /etc/passwd")

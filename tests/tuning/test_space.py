@@ -57,6 +57,8 @@ def test_space_file_in_json_is_read(tmp_path):
     ("arch: {choices: [vgg12]}", "arch='vgg12'"),
     ("arch: {choices: []}", "non-empty list"),
     ("image_size: {low: 32, high: 64}", "use choices"),
+    ("crop: {low: 0.6, high: 0.9}", "decoded once for each crop"),
+    ("crop: {choices: [0.7, 1.2]}", "crop=1.2"),
     ("dropout: {low: 0, high: 1.5}", "dropout=1.5"),
 ])
 def test_bad_space_files_are_refused_naming_the_file_and_rule(tmp_path, text, needle):

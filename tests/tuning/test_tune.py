@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 import ray
 
-from gender.images import decode_image
 from gender.predict import Predictor
-from tuning.experiment import put_data, run_experiment
+from tuning.experiment import input_views, put_data, run_experiment
 from tuning.outputs import STATUSES
 from tuning.settings import TuneSettings
 from tuning.space import QUICK_SPACE, load_space
@@ -100,7 +99,7 @@ def test_best_model_files_load_and_predict_well_above_chance(experiment, synth_d
     predictor = Predictor(exp / "best")
     splits = pd.read_csv(exp / "splits.csv")
     test = splits[splits["split"] == "test"]
-    x = np.stack([decode_image(synth_data / n, predictor.image_size) for n in test["image"]])
+    x = np.stack([predictor.decode(synth_data / n) for n in test["image"]])
     p = predictor.predict_arrays(x)
     acc = ((p >= 0.5) == test["label"].to_numpy()).mean()
     assert acc > 0.7
@@ -201,7 +200,7 @@ def test_two_training_seeds_test_on_the_same_faces(synth_data, tmp_path):
         for seed in (0, 1):  # the experiment's split, as `gender tune --seed` writes it
             s = TuneSettings(data=str(data), name=f"seed{seed}", results=str(tmp_path),
                              space=load_space(None, base=QUICK_SPACE), seed=seed)
-            put_data(s, [32], fresh_splits=True)
+            put_data(s, input_views(s), fresh_splits=True)
             sp = pd.read_csv(s.exp_dir / "splits.csv")
             tests.append(set(sp.loc[sp["split"] == "test", "image"]))
     finally:
