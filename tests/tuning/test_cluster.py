@@ -22,7 +22,7 @@ import psutil
 import pytest
 
 RAY = str(Path(sys.executable).with_name("ray"))
-SPACE = "arch: vgg11\nwidth: 0.125\nhead: gap\nbatch_norm: true\nimage_size: 32\n"
+SPACE = "arch: vgg11\nwidth: 0.125\nhead: gap\nbatch_norm: true\nimage_size: 32\ncrop: 1.0\n"
 
 
 def _free_port() -> int:
