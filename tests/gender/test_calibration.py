@@ -7,6 +7,7 @@ import torch
 from gender.calibration import apply_temperature, fit_temperature, logit
 from gender.config import TrainConfig
 from gender.ensemble import combine, compare_recipes, view_probs
+from gender.errors import ConfigError
 from gender.export import Deployable, load_model, save_model
 from gender.metrics import calibration, interval_metrics, wilson_interval
 from gender.models import build_model
@@ -102,3 +103,20 @@ def test_recipe_comparison_has_a_row_per_members_flip_and_temperature():
 def test_logit_is_the_inverse_of_the_sigmoid():
     p = np.array([0.1, 0.5, 0.9])
     assert np.allclose(1 / (1 + np.exp(-logit(p))), p)
+
+
+def test_a_model_file_keeps_its_crop_and_one_from_before_the_field_loads_uncropped(
+        members, tmp_path):
+    models, cfgs = members
+    save_model(tmp_path / "model.pt", models, cfgs)
+    loaded = load_model(tmp_path / "model.pt")
+    assert loaded.crop == cfgs[0].crop == 0.7
+    assert loaded.preprocess["crop_fraction"] == 0.7
+    # A file written before `crop` existed: its members were trained on the whole square.
+    blob = torch.load(tmp_path / "model.pt", weights_only=True)
+    for m in blob["members"]:
+        del m["config"]["crop"]
+    torch.save(blob, tmp_path / "old.pt")
+    assert load_model(tmp_path / "old.pt").crop == 1.0
+    with pytest.raises(ConfigError, match="share one image size and crop"):
+        save_model(tmp_path / "mixed.pt", models, [cfgs[0], cfgs[1].replace(crop=1.0)])
