@@ -137,6 +137,12 @@ class TrainConfig:
                 plain[f.name] = int(v)
         return cls(**plain)
 
+    @classmethod
+    def from_saved(cls, d: dict) -> TrainConfig:
+        """`from_dict` for what a file or a search wrote, perhaps before a field existed:
+        without a crop, the whole square (as every model was trained before `crop`)."""
+        return cls.from_dict({"crop": 1.0, **d})
+
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 

@@ -169,8 +169,7 @@ def _member(p: Path, i: int, member) -> tuple[VGG, TrainConfig]:
             or not isinstance(member.get("state_dict"), dict):
         raise UserError(f"{where}: expected a config and a state_dict")
     try:
-        # Files written before `crop` existed were trained on the whole square.
-        cfg = TrainConfig.from_dict({"crop": 1.0, **member["config"], "pretrained": None})
+        cfg = TrainConfig.from_saved({**member["config"], "pretrained": None})
     except (ConfigError, TypeError) as e:
         raise UserError(f"{where}: its saved configuration is invalid ({e})") from None
     model = build_model(cfg)

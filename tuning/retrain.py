@@ -81,7 +81,7 @@ def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> l
             continue
         with ckpt.as_directory() as d:
             state = load_checkpoint(d)
-        cfg = TrainConfig.from_dict(state["config"])
+        cfg = TrainConfig.from_saved(state["config"])
         if members and (cfg.input_view != members[0]["view"]
                         or any(m["config"] == cfg.to_dict() for m in members)):
             continue

@@ -191,4 +191,4 @@ def default_point(space: dict) -> dict:
 
 def trial_config(params: dict) -> TrainConfig:
     """Ray's flat trial config -> TrainConfig (parameters that do not apply take defaults)."""
-    return TrainConfig.from_dict({k: v for k, v in params.items() if k in _FIELDS})
+    return TrainConfig.from_saved({k: v for k, v in params.items() if k in _FIELDS})

@@ -63,7 +63,7 @@ def train_trial(params: dict, data: dict) -> None:
     """`data`: {"images": {(size, crop): ObjectRef}, "labels": ndarray,
     "splits": {name: ndarray}}."""
     retrain = params.get(RETRAIN)
-    cfg = TrainConfig.from_dict(retrain["config"]) if retrain else trial_config(params)
+    cfg = TrainConfig.from_saved(retrain["config"]) if retrain else trial_config(params)
     torch.set_num_threads(_threads())
     images = ray.get(data["images"][cfg.input_view])  # zero-copy view of the object store
     tensors = TensorData.from_arrays(images, data["labels"], data["splits"], cfg.crop)

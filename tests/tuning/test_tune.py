@@ -12,7 +12,7 @@ from gender.predict import Predictor
 from tuning.experiment import input_views, put_data, run_experiment
 from tuning.outputs import STATUSES
 from tuning.settings import TuneSettings
-from tuning.space import QUICK_SPACE, load_space
+from tuning.space import QUICK_SPACE, load_space, trial_config
 
 GOOD = {"arch": "vgg11", "batch_norm": True, "width": 0.125, "optimizer": "adamw", "lr": 3e-3,
         "augment": 0.2, "batch_size": 32, "dropout": 0.1, "head": "gap"}
@@ -145,6 +145,21 @@ def test_an_experiment_saved_before_seeds_existed_retrains_one_seed_and_new_ones
     del d["seeds"]  # as an older version wrote it: its retrain trained one seed
     saved.write_text(json.dumps(d))
     assert TuneSettings.load(settings.exp_dir).seeds == 1
+
+
+def test_an_experiment_saved_before_the_crop_existed_resumes_on_the_whole_square(tmp_path):
+    settings = TuneSettings(data="x", name="old", results=str(tmp_path),
+                            space=load_space(None))
+    settings.save()
+    assert input_views(TuneSettings.load(settings.exp_dir)) == [(64, 0.7), (96, 0.7)]
+    saved = settings.exp_dir / "experiment.json"
+    d = json.loads(saved.read_text())
+    del d["space"]["crop"]  # as an older version wrote it: its trials decoded crop 1.0
+    saved.write_text(json.dumps(d))
+    assert input_views(TuneSettings.load(settings.exp_dir)) == [(64, 1.0), (96, 1.0)]
+    # ...and its trials' parameters, which have no crop, say the same.
+    assert trial_config({"arch": "vgg11"}).crop == 1.0
+    assert trial_config({"arch": "vgg11", "crop": 0.7}).crop == 0.7
 
 
 def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field(
