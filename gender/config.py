@@ -15,13 +15,20 @@ from dataclasses import dataclass, field
 
 from gender.errors import ConfigError
 
-__all__ = ["TrainConfig", "ARCHS", "HEADS", "OPTIMIZERS", "SCHEDULES", "BALANCE"]
+__all__ = ["TrainConfig", "UNSAVED_DEFAULTS", "ARCHS", "HEADS", "OPTIMIZERS", "SCHEDULES",
+           "BALANCE"]
 
 ARCHS = ("vgg11", "vgg13", "vgg16", "vgg19")
 HEADS = ("classic", "gap")
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "sgd")
 SCHEDULES = ("cosine", "constant", "step")
 BALANCE = ("weighted", "undersample", "none")
+
+
+# What a configuration written before a field existed meant: every model was trained on
+# the whole square before `crop`. Read by `TrainConfig.from_saved` and by the tuner for a
+# space or an experiment that has no crop entry.
+UNSAVED_DEFAULTS = {"crop": 1.0}
 
 
 def _f(default, help: str, choices: tuple | None = None):  # noqa: A002 - argparse's word
@@ -139,9 +146,9 @@ class TrainConfig:
 
     @classmethod
     def from_saved(cls, d: dict) -> TrainConfig:
-        """`from_dict` for what a file or a search wrote, perhaps before a field existed:
-        without a crop, the whole square (as every model was trained before `crop`)."""
-        return cls.from_dict({"crop": 1.0, **d})
+        """`from_dict` for what a file or a search wrote, perhaps before a field existed
+        (`UNSAVED_DEFAULTS`)."""
+        return cls.from_dict({**UNSAVED_DEFAULTS, **d})
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

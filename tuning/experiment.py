@@ -9,6 +9,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
+from gender.config import UNSAVED_DEFAULTS
 from gender.constants import JOURNAL_FILE, SPLITS_FILE, TRIALS_FILE
 from gender.data.splits import write_splits
 from gender.data.tensors import load_arrays
@@ -49,9 +50,8 @@ def put_data(settings: TuneSettings, views: list[tuple[int, float]], fresh_split
 
 def input_views(settings: TuneSettings) -> list[tuple[int, float]]:
     """Every (image size, crop) a trial of the space can ask for: each is decoded once."""
-    # Without a crop entry a trial's parameters have none: it sees the whole square
-    # (`TrainConfig.from_saved`), as experiments begun before the field did.
-    crops = settings.space.get("crop", {"choices": [1.0]})["choices"]
+    # Without a crop entry a trial's parameters have none (`TrainConfig.from_saved`).
+    crops = settings.space.get("crop", {"choices": [UNSAVED_DEFAULTS["crop"]]})["choices"]
     return sorted({(int(s), float(c)) for s in settings.space["image_size"]["choices"]
                    for c in crops})
 

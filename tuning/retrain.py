@@ -82,11 +82,10 @@ def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> l
         with ckpt.as_directory() as d:
             state = load_checkpoint(d)
         cfg = TrainConfig.from_saved(state["config"])
-        if members and (cfg.input_view != members[0]["view"]
+        if members and (cfg.input_view != TrainConfig.from_dict(members[0]["config"]).input_view
                         or any(m["config"] == cfg.to_dict() for m in members)):
             continue
         members.append({"trial_id": str(row["trial_id"]), "config": cfg.to_dict(),
-                        "view": cfg.input_view,
                         "until": int(row["best_epoch"]), "val_f1": float(row["best_val_f1"]),
                         "state": state})
         if len(members) == limit:
@@ -199,7 +198,7 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
     candidates = retrain_plan(results, settings, limit=max(settings.ensemble, COMPARED))
     configs = candidates[:settings.ensemble]
     members = with_seeds(configs, settings.seeds)
-    size, crop = view = members[0]["view"]
+    size, crop = view = TrainConfig.from_dict(members[0]["config"]).input_view
     if not quiet:
         for m in configs:
             cfg = TrainConfig.from_dict(m["config"])

@@ -7,6 +7,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gender.config import UNSAVED_DEFAULTS
 from gender.constants import EXPERIMENT_FILE, TRIALS_FILE
 from gender.errors import ConfigError, UserError
 from gender.io import read_json, write_json
@@ -162,9 +163,9 @@ class TuneSettings:
             settings = cls(**d)
             # The space and first points are checked as a --space file would be, so a
             # damaged file stops here rather than after Ray has started.
-            # Experiments begun before `crop` existed decoded the whole square.
-            settings.space = validate_space({"crop": {"choices": [1.0]}, **settings.space},
-                                            where="space")
+            # An experiment begun before `crop` existed has no entry for it.
+            unsaved = {k: {"choices": [v]} for k, v in UNSAVED_DEFAULTS.items()}
+            settings.space = validate_space({**unsaved, **settings.space}, where="space")
             missing = [n for n in SEARCHABLE if n not in settings.space]
             if missing:
                 raise ConfigError(f"space: no entry for {', '.join(missing)}")
