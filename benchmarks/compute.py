@@ -4,7 +4,9 @@ machine's fp32 matmul peak.
 FLOPs of one training step (forward + backward) are counted by
 `torch.utils.flop_counter.FlopCounterMode` around the one training loop on a single
 batch; steps/s are measured by the same loop over a few batches (random images, no
-augmentation, so only the model's work is timed), the best of a few passes.
+augmentation, so only the model's work is timed), the best of a few passes. Each model is
+timed in the default memory layout (channels_last, `gender.runtime.Runtime`) and again
+contiguous (NCHW), so the table shows what the default buys on this CPU.
 """
 
 from __future__ import annotations
@@ -46,17 +48,23 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _trainer(cfg: TrainConfig, n: int) -> Trainer:
+def _trainer(cfg: TrainConfig, n: int, channels_last: bool | None = None) -> Trainer:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (n, 3, cfg.image_size, cfg.image_size), dtype=np.uint8)
     labels = (np.arange(n) % 2).astype(np.float32)
-    data = TensorData.from_arrays(images, labels, {"train": np.arange(n)})
-    return Trainer(cfg, data, torch.device("cpu"), eval_split=None)
+    data = TensorData.from_arrays(images, labels, {"train": np.arange(n)}, cfg.crop)
+    return Trainer(cfg, data, torch.device("cpu"), eval_split=None,
+                   channels_last=channels_last)
 
 
 def _epoch(t: Trainer, idx: np.ndarray) -> dict:
-    return train_one_epoch(t.model, t.opt, t.sched, t.data, idx, t.cfg, t.device, t.gen,
+    return train_one_epoch(t.model, t.opt, t.sched, t.data, idx, t.cfg, t.runtime, t.gen,
                            t.pos_weight)
+
+
+def _images_per_s(t: Trainer, repeats: int) -> float:
+    _epoch(t, t.train_idx[:BATCH])  # warm-up
+    return max(_epoch(t, t.train_idx)["images_per_s"] for _ in range(repeats))
 
 
 def training_flops(t: Trainer) -> int:
@@ -79,21 +87,26 @@ def run(opts: Options) -> dict:
             cfg = TrainConfig(arch=arch, batch_norm=bn, width=WIDTH, head="gap",
                               image_size=size, batch_size=BATCH, augment=0.0, seed=0)
             t = _trainer(cfg, BATCH * p["steps"])
-            _epoch(t, t.train_idx[:BATCH])  # warm-up
             flops = training_flops(t)
-            ips = max(_epoch(t, t.train_idx)["images_per_s"] for _ in range(p["repeats"]))
+            # The two layouts in turns, so a burst of other work hits both alike.
+            ips = _images_per_s(t, p["repeats"])
+            nchw = _images_per_s(_trainer(cfg, BATCH * p["steps"], channels_last=False),
+                                 p["repeats"])
             steps_per_s = ips / BATCH
             rows.append({"model": cfg.model_name, "image_size": size,
                          "gflop_per_step": flops / 1e9, "gflop_per_image": flops / BATCH / 1e9,
                          "steps_per_s": steps_per_s, "images_per_s": ips,
                          "gflop_per_s": flops * steps_per_s / 1e9,
-                         "share_of_peak": flops * steps_per_s / peak})
+                         "share_of_peak": flops * steps_per_s / peak,
+                         "images_per_s_contiguous": nchw, "channels_last_speedup": ips / nchw})
             print(f"compute: {cfg.model_name} {size} px: {rows[-1]['gflop_per_s']:.1f} GFLOP/s",
                   flush=True)
     print(fmt_table(rows, {"model": "model", "image_size": "px",
                            "gflop_per_step": "GFLOP/step", "steps_per_s": "steps/s",
                            "images_per_s": "images/s", "gflop_per_s": "GFLOP/s",
-                           "share_of_peak": "of matmul peak"}))
+                           "share_of_peak": "of matmul peak",
+                           "images_per_s_contiguous": "images/s NCHW",
+                           "channels_last_speedup": "channels_last x"}))
     return {"peak_flops": peak, "peak_matmul_n": p["peak_n"], "threads": threads,
             "width": WIDTH, "batch_size": BATCH, "steps": p["steps"], "repeats": p["repeats"],
             "rows": rows}
