@@ -8,6 +8,7 @@ import dataclasses
 import math
 
 __all__ = ["add_config_flags", "config_from_args", "flag_name", "pos_int", "nonneg_int",
+           "auto_or_nonneg_int",
            "number", "positive", "port_number"]
 
 
@@ -34,6 +35,11 @@ def nonneg_int(s: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
     return v
+
+
+def auto_or_nonneg_int(s: str) -> int | None:
+    """"auto" (None: the program chooses) or a whole number >= 0."""
+    return None if s == "auto" else nonneg_int(s)
 
 
 def port_number(s: str) -> int:

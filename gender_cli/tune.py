@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gender.constants import BEST_DIR, CONFIG_FILE
 from gender.io import read_json
-from gender_cli.flags import nonneg_int, port_number, pos_int, positive
+from gender_cli.flags import auto_or_nonneg_int, nonneg_int, port_number, pos_int, positive
 from gender_cli.flags import number as float_
 
 __all__ = ["add_commands"]
@@ -49,7 +49,11 @@ def add_commands(sub) -> None:
                          "(default 1: the single best)")
     tu.add_argument("--seeds", type=pos_int, default=None, metavar="N",
                     help="retrain each exported configuration with N training seeds (the "
-                         "trial's own first) and average them (default 2; --quick: 1)")
+                         "trial's own first) and average them (default 1)")
+    tu.add_argument("--trial-members", type=auto_or_nonneg_int, default=None, metavar="K",
+                    help="also average the top K trials' own checkpoints (trained on the "
+                         "training split, no extra training); default auto: as many of the "
+                         "top three as score best together on validation; 0: none")
     tu.add_argument("--no-tta", dest="tta", action="store_false", default=None,
                     help="don't average each picture with its mirror image")
     tu.add_argument("--no-calibrate", dest="calibrate", action="store_false", default=None,
@@ -101,7 +105,7 @@ def _settings(args):
     preset = QUICK if args.quick else {}
     given = {k: getattr(args, k) for k in ("num_samples", "max_epochs", "grace_period",
                                            "reduction_factor", "time_budget", "ensemble",
-                                           "seeds", "tta", "calibrate")
+                                           "seeds", "trial_members", "tta", "calibrate")
              if getattr(args, k) is not None}
     if "time_budget" in given and "num_samples" not in given:
         given["num_samples"] = None  # the budget, not a count, ends the search
@@ -135,8 +139,9 @@ def _summary(settings, summary: dict) -> None:
             cfg = {k: v for k, v in m["config"].items() if v is not None}
             shown = {k: v for k, v in cfg.items()
                      if k not in CONDITIONAL or cfg.get("optimizer") in CONDITIONAL[k]}
-            print(f"member (trial {m.get('member', m['trial_id'])}, {m['retrain_epochs']} "
-                  "epochs): "
+            epochs = m.get("retrain_epochs", m.get("epochs"))
+            print(f"member (trial {m.get('member', m['trial_id'])}, {epochs} epochs on "
+                  f"{m.get('trained_on', 'train+val')}): "
                   + ", ".join(f"{k}={v}" for k, v in shown.items()))
         print(f"exported: {len(export['members'])} member(s), mirrored picture "
               f"{'on' if export['tta_flip'] else 'off'}, temperature "

@@ -2,18 +2,22 @@
 the exported model once; write `best/`.
 
 Members. The best trials are chosen from Ray Tune's own records of the search
-(`outputs.outcome` on each trial's results); with `--ensemble K` the top K distinct
-configurations that share the best trial's image size; each configuration is retrained
-with `--seeds` training seeds (the trial's own first), so that the average does not hang
-on one seed's luck. Each member's `TrainConfig` is the one saved with its trial's
-checkpoint (but for the seed), so every hyperparameter a `--space` searched comes along.
-A member keeps its trial's learning-rate schedule (a cosine over `--max-epochs`) and stops
-at the epoch where that trial's validation F1 peaked.
+(`outputs.outcome` on each trial's results): distinct configurations that share the best
+trial's image size and crop. The best one (with `--ensemble K` the top K) is retrained
+on train+val with `--seeds` training seeds (the trial's own first). Each retrained
+member's `TrainConfig` is the one saved with its trial's checkpoint (but for the seed), so
+every hyperparameter a `--space` searched comes along; it keeps its trial's learning-rate
+schedule (a cosine over `--max-epochs`) and stops at the epoch where that trial's
+validation F1 peaked.
 
-The recipe. Before retraining, the members' trial checkpoints (trained on the training
-split only) are run on the validation split: `gender.ensemble.compare_recipes` records
-single vs ensemble, with and without the mirrored picture, with and without a temperature
-(`metrics.json` "validation_comparison"), and the export's temperature is fitted there.
+Trial members. The search already trained the top configurations on the training split:
+their best checkpoints join the average at no training cost (`--trial-members K`; by
+default as many of the top three as score best together on validation; 0: none).
+
+The recipe. Before retraining, the top trials' checkpoints are run on the validation
+split: `gender.ensemble.compare_recipes` records single vs ensemble, with and without the
+mirrored picture, with and without a temperature (`metrics.json` "validation_comparison"),
+the number of trial members is chosen there, and the export's temperature is fitted there.
 
 Where. The retrain is a Ray Tune experiment inside the experiment folder
 (`retrain-<plan>/`, one trial per member): on the trials' resources (a GPU fraction or
@@ -48,7 +52,8 @@ from tuning.resources import TrialResources
 from tuning.settings import TuneSettings
 from tuning.trainable import RETRAIN, load_checkpoint, train_trial
 
-__all__ = ["retrain_best", "retrain_plan", "retrain_resources", "with_seeds", "COMPARED"]
+__all__ = ["retrain_best", "retrain_plan", "retrain_resources", "with_seeds", "COMPARED",
+           "choose_trial_members"]
 
 COMPARED = 3  # ensembles of up to this many trials are compared on validation
 
@@ -114,21 +119,36 @@ def _trainer(plan: dict, prep: Prepared, state: dict, split) -> Trainer:
     return trainer
 
 
-def _recipe(candidates: list[dict], k: int, prep: Prepared, settings: TuneSettings) -> dict:
+def choose_trial_members(comparison: list[dict], tta: bool, calibrate: bool) -> int:
+    """How many of the top trials' checkpoints to average: the recipe (with the export's
+    flip and temperature settings) of the highest validation accuracy, then the lowest
+    NLL, then the fewest members."""
+    temperature = "out of fold" if calibrate else "off"
+    rows = [r for r in comparison if r["tta_flip"] == tta and r["temperature"] == temperature]
+    return min(rows, key=lambda r: (-r["accuracy"], r["nll"], r["members"]))["members"]
+
+
+def _recipe(candidates: list[dict], k: int | None, prep: Prepared,
+            settings: TuneSettings) -> dict:
     """Compare recipes (1..len(candidates) members, flip, temperature) on the validation
-    split with the candidates' trial checkpoints, and fit the export's temperature (its
-    first `k` members) there."""
+    split with the candidates' trial checkpoints; choose how many join the export (`k`;
+    None: chosen here) and fit the export's temperature on their validation predictions
+    (on the retrained members' own checkpoints when no trial member joins)."""
     val = prep.data.splits["val"]
     images, y = prep.data.images[val].numpy(), prep.data.labels[val].numpy()
     views = [view_probs(_trainer(m, prep, m["state"], "train").eval_model, images)
              for m in candidates]
-    temperature = recipe_temperature(views, y, k, settings.tta) if settings.calibrate else 1.0
-    fitted_on = (("the validation predictions of the member trial's own checkpoint" if k == 1
-                  else f"the validation predictions of the {k} member trials' own checkpoints")
-                 + " (trained on the training split"
-                 + ("; the members of further seeds have no trial of their own)"
-                    if settings.seeds > 1 else ")"))
-    return {"comparison": compare_recipes(views, y, len(views)), "temperature": temperature,
+    comparison = compare_recipes(views, y, len(views))
+    if k is None:
+        k = choose_trial_members(comparison, settings.tta, settings.calibrate)
+    k = min(k, len(candidates))
+    fit_k = k or min(settings.ensemble, len(candidates))
+    temperature = (recipe_temperature(views, y, fit_k, settings.tta) if settings.calibrate
+                   else 1.0)
+    fitted_on = (f"the validation predictions of the top {fit_k} trial(s)' own checkpoints "
+                 "(trained on the training split; the retrained members, trained on "
+                 "train+val, cannot be scored there)")
+    return {"comparison": comparison, "trial_members": k, "temperature": temperature,
             "temperature_fitted_on": fitted_on if settings.calibrate else None}
 
 
@@ -195,7 +215,8 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
     start_ray(settings.address, quiet=quiet)
     # The top three (or more) are compared on validation whatever is exported, so every
     # run's metrics.json shows what an ensemble would have given.
-    candidates = retrain_plan(results, settings, limit=max(settings.ensemble, COMPARED))
+    candidates = retrain_plan(results, settings, limit=max(settings.ensemble, COMPARED,
+                                                           settings.trial_members or 0))
     configs = candidates[:settings.ensemble]
     members = with_seeds(configs, settings.seeds)
     size, crop = view = TrainConfig.from_dict(members[0]["config"]).input_view
@@ -207,17 +228,33 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
                   f"epochs (its validation F1 peaked at {m['val_f1']:.4f} there), with "
                   f"{settings.seeds} training seed(s) from {cfg.seed}", flush=True)
     data, prep = put_data(settings, [view], fresh_splits=False)
-    recipe = _recipe(candidates, len(configs), prep, settings)
+    recipe = _recipe(candidates, settings.trial_members, prep, settings)
+    if not quiet and recipe["trial_members"]:
+        print(f"averaged with the checkpoints of the top {recipe['trial_members']} trial(s) "
+              "(trained on the training split; "
+              + ("chosen on validation)" if settings.trial_members is None else "--trial-members)"),
+              flush=True)
     results = _run(settings, members, data, verbose=0 if quiet else 1)
     trainers = []
     for m, r in zip(members, results, strict=True):
         with r.checkpoint.as_directory() as d:
             trainers.append(_trainer(m, prep, load_checkpoint(d), ("train", "val")))
+    trial_members = candidates[:recipe["trial_members"]]
+    trainers += [_trainer(m, prep, m["state"], "train") for m in trial_members]
     best = results[0].metrics or {}
-    export = {"members": [{"member": m["member"], "trial_id": m["trial_id"],
-                           "seed": m["config"]["seed"], "val_f1_in_tuning": m["val_f1"],
-                           "retrain_epochs": m["until"], "config": m["config"]}
-                          for m in members], "seeds": settings.seeds,
+    described = (
+        [{"member": m["member"], "trial_id": m["trial_id"], "seed": m["config"]["seed"],
+          "trained_on": "train+val", "val_f1_in_tuning": m["val_f1"],
+          "retrain_epochs": m["until"], "config": m["config"]} for m in members]
+        + [{"member": f"{m['trial_id']}-trial", "trial_id": m["trial_id"],
+            "seed": m["config"]["seed"], "trained_on": "train (the trial's checkpoint)",
+            "val_f1_in_tuning": m["val_f1"], "epochs": int(m["state"]["epoch"]),
+            "config": m["config"]}
+           for m in trial_members])
+    export = {"members": described, "seeds": settings.seeds,
+              "trial_members": recipe["trial_members"],
+              "trial_members_chosen": ("on validation" if settings.trial_members is None
+                                       else "--trial-members"),
               "tta_flip": settings.tta, "temperature": recipe["temperature"],
               "temperature_fitted_on": recipe["temperature_fitted_on"]}
     metrics = finish_run(
@@ -225,7 +262,7 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
         sum(float((r.metrics or {}).get("time_total_s", 0.0)) for r in results),
         tta_flip=settings.tta, temperature=recipe["temperature"], config=export, extra={
             "trial_id": members[0]["trial_id"], "val_f1_in_tuning": members[0]["val_f1"],
-            "member_trials": [m["member"] for m in members],
+            "member_trials": [m["member"] for m in described],
             "trained_on": "train+val", "n_train": int(len(trainers[0].train_idx)),
             "retrain_epochs": members[0]["until"],
             "schedule_epochs": members[0]["config"]["epochs"],

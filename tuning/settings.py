@@ -38,9 +38,9 @@ _TYPES = {"data": (str,), "name": (str,), "results": (str,), "storage": (str,),
           "time_budget": _NUMBER, "max_concurrent": (int,), "seed": (int,),
           "split_seed": (int,), "seed_grid": (bool,), "space": (dict,), "enqueue": (list,),
           "address": (str,), "retrain": (bool,), "quick": (bool,), "ensemble": (int,),
-          "seeds": (int,), "tta": (bool,), "calibrate": (bool,)}
+          "seeds": (int,), "trial_members": (int,), "tta": (bool,), "calibrate": (bool,)}
 _OPTIONAL = {"storage", "num_samples", "cpus_per_trial", "gpus_per_trial", "time_budget",
-             "max_concurrent", "address"}
+             "max_concurrent", "address", "trial_members"}
 
 
 @dataclass
@@ -72,10 +72,12 @@ class TuneSettings:
     retrain: bool = True
     # What `best/` exports (README: "What gets exported"): the best configuration (or the
     # top-k distinct ones) retrained with `seeds` training seeds each, the trial's own first,
-    # averaged, also seeing the mirrored picture, with a temperature fitted on the trials'
-    # validation predictions.
+    # averaged with the top `trial_members` trials' own checkpoints (None: as many of the
+    # top three as score best together on validation), also seeing the mirrored picture,
+    # with a temperature fitted on the trials' validation predictions.
     ensemble: int = 1
-    seeds: int = 2
+    seeds: int = 1
+    trial_members: int | None = None
     tta: bool = True
     calibrate: bool = True
     quick: bool = False
@@ -110,6 +112,8 @@ class TuneSettings:
               f"--time-budget must be > 0 seconds, got {self.time_budget}")
         check(1 <= self.ensemble <= 10, f"--ensemble must be in [1, 10], got {self.ensemble}")
         check(1 <= self.seeds <= 10, f"--seeds must be in [1, 10], got {self.seeds}")
+        check(self.trial_members is None or 0 <= self.trial_members <= 10,
+              f"--trial-members must be auto or in [0, 10], got {self.trial_members}")
         check(bool(self.name) and "/" not in self.name and self.name not in (".", ".."),
               f"--name must be a plain folder name, got {self.name!r}")
         for name in ("seed", "split_seed"):  # numpy and Optuna seeds are 32-bit
@@ -151,8 +155,10 @@ class TuneSettings:
         if not path.is_file():
             raise UserError(f"{exp_dir}: not an experiment folder (no {SETTINGS_FILE})")
         d = read_json(path, "experiment settings file")
-        # Experiments saved before `seeds` existed retrained one seed per configuration.
+        # Experiments saved before `seeds` existed retrained one seed per configuration;
+        # before `trial_members`, no trial's own checkpoint joined the export.
         d.setdefault("seeds", 1)
+        d.setdefault("trial_members", 0)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:

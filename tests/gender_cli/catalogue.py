@@ -401,7 +401,8 @@ for flag, value, *words in [
     ("--time-budget", "0", "> 0"), ("--time-budget", "-5", "> 0"),
     ("--seed", "-1", ">= 0"), ("--seed", "4294967296", "2**32"),
     ("--split-seed", "-1", ">= 0"), ("--seeds", "0", ">= 1"), ("--seeds", "11", "[1, 10]"),
-    ("--ensemble", "11", "[1, 10]"),
+    ("--ensemble", "11", "[1, 10]"), ("--trial-members", "-1", ">= 0"),
+    ("--trial-members", "11", "auto or in [0, 10]"), ("--trial-members", "some", "whole number"),
 ]:
     case(f"tune{flag}={value}", f"{TU} {flag} {value}", flag, *words, kind="flag")
 case("tune-grace-above-max-epochs", f"{TU} --grace-period 5 --max-epochs 2",
@@ -488,6 +489,8 @@ case("resume-setting-of-wrong-type", RS, "experiment.json", "num_samples", kind=
      setup=_settings_edit(num_samples="ten"))
 case("resume-seeds-of-wrong-type", RS, "experiment.json", "seeds", kind="corrupt",
      setup=_settings_edit(seeds=True))
+case("resume-trial-members-out-of-range", RS, "experiment.json", "--trial-members",
+     kind="corrupt", setup=_settings_edit(trial_members=99))
 case("resume-bad-space-in-settings", RS, "experiment.json", "low < high", kind="corrupt",
      setup=_settings_edit(space={"lr": {"low": 1.0, "high": 0.1}}))
 case("resume-no-ray-state", RS, "no restorable Ray Tune state", kind="corrupt",

@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
+import torch
 
 from gender.predict import Predictor
 from tuning.experiment import input_views, put_data, run_experiment
 from tuning.outputs import STATUSES
+from tuning.retrain import choose_trial_members
 from tuning.settings import TuneSettings
 from tuning.space import QUICK_SPACE, load_space, trial_config
 
@@ -134,17 +136,21 @@ def test_an_open_number_of_trials_needs_a_time_budget(tmp_path):
         TuneSettings(data="x", name="n", results=str(tmp_path), num_samples=None)
 
 
-def test_an_experiment_saved_before_seeds_existed_retrains_one_seed_and_new_ones_two(tmp_path):
+def test_an_experiment_saved_before_seeds_or_trial_members_existed_retrains_as_it_did(
+        tmp_path):
     settings = TuneSettings(data="x", name="old", results=str(tmp_path),
-                            space=load_space(None))
-    assert settings.seeds == 2
+                            space=load_space(None), seeds=2)
+    assert settings.trial_members is None  # new experiments: chosen on validation
     settings.save()
     saved = settings.exp_dir / "experiment.json"
     d = json.loads(saved.read_text())
-    assert TuneSettings.load(settings.exp_dir).seeds == 2
-    del d["seeds"]  # as an older version wrote it: its retrain trained one seed
+    loaded = TuneSettings.load(settings.exp_dir)
+    assert (loaded.seeds, loaded.trial_members) == (2, None)
+    del d["seeds"], d["trial_members"]  # as an older version wrote it
     saved.write_text(json.dumps(d))
-    assert TuneSettings.load(settings.exp_dir).seeds == 1
+    loaded = TuneSettings.load(settings.exp_dir)
+    # Its retrain trained one seed, and no trial's checkpoint joined the export.
+    assert (loaded.seeds, loaded.trial_members) == (1, 0)
 
 
 def test_an_experiment_saved_before_the_crop_existed_resumes_on_the_whole_square(tmp_path):
@@ -174,23 +180,41 @@ def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field
     try:
         settings = TuneSettings(data=str(synth_data), name="fields", results=str(tmp_path),
                                 num_samples=2, max_epochs=2, grace_period=2, space=space,
-                                seed=0)
+                                seed=0, seeds=2)
         run_experiment(settings, verbose=0)
     finally:
         ray.shutdown()
     best = settings.exp_dir / "best"
-    members = json.loads((best / "config.json").read_text())["members"]
+    export = json.loads((best / "config.json").read_text())
+    members = export["members"]
     for member in members:
         cfg = member["config"]
         assert (cfg["ema"], cfg["lr_schedule"], cfg["balance"], cfg["mixup"]) == (
             0.0, "constant", "undersample", 0.2)
-    # Two seeds by default: the best trial's configuration as it trained, then with the next
-    # seed; nothing else differs between them.
-    assert [m["seed"] for m in members] == [0, 1]
-    assert members[0]["trial_id"] == members[1]["trial_id"] == members[0]["member"]
-    assert ({**members[0]["config"], "seed": 1} == members[1]["config"])
-    assert len(Predictor(best).model.members) == 2
-    assert Predictor(best).model.config.ema == 0.0  # and the model file says so too
+    # Two seeds: the best trial's configuration as it trained, then with the next seed;
+    # nothing else differs between them.
+    retrained, from_trials = members[:2], members[2:]
+    assert [m["seed"] for m in retrained] == [0, 1]
+    assert retrained[0]["trial_id"] == retrained[1]["trial_id"] == retrained[0]["member"]
+    assert ({**retrained[0]["config"], "seed": 1} == retrained[1]["config"])
+    assert {m["trained_on"] for m in retrained} == {"train+val"}
+    # The trials' own checkpoints join as many as the validation comparison chose.
+    m = json.loads((best / "metrics.json").read_text())
+    k = choose_trial_members(m["validation_comparison"], tta=True, calibrate=True)
+    assert export["trial_members"] == len(from_trials) == k >= 1
+    assert from_trials[0]["trial_id"] == retrained[0]["trial_id"]
+    loaded = Predictor(best).model
+    assert len(loaded.members) == 2 + k
+    for member, model in zip(from_trials, loaded.members[2:], strict=True):
+        assert member["trained_on"].startswith("train (") and member["member"].endswith("-trial")
+        # ...with the very weights of the trial's checkpoint of that epoch.
+        states = [torch.load(f, weights_only=True) for f in
+                  (settings.exp_dir / f"trial_{member['trial_id']}").rglob("trainer.pt")]
+        ckpt = [s for s in states if s["epoch"] == member["epochs"]][0]
+        weights = ({k.removeprefix("module."): v for k, v in ckpt["ema"].items()}
+                   if "ema" in ckpt else ckpt["model"])  # ema 0: the weights themselves
+        assert all(torch.equal(v, weights[n]) for n, v in model.state_dict().items())
+    assert loaded.config.ema == 0.0  # and the model file says so too
     trials = pd.read_csv(settings.exp_dir / "trials.csv")
     assert set(trials["ema"]) == {0.0} and set(trials["balance"]) == {"undersample"}
     # Undersampling acted on the retrain's own rows: train+val with the classes equalised.
@@ -198,6 +222,20 @@ def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field
     fit_rows = splits[splits["split"].isin(["train", "val"])]
     m = json.loads((best / "metrics.json").read_text())
     assert m["n_train"] == 2 * int(fit_rows["label"].value_counts().min())
+
+
+def test_the_trial_members_are_the_top_k_of_best_validation_accuracy_then_nll():
+    def row(k, acc, nll, tta=True, temperature="out of fold"):
+        return {"members": k, "tta_flip": tta, "temperature": temperature, "accuracy": acc,
+                "nll": nll}
+
+    rows = [row(1, 0.95, 0.13), row(2, 0.96, 0.12), row(3, 0.96, 0.11),
+            row(3, 0.99, 0.01, tta=False), row(1, 0.99, 0.01, temperature="off")]
+    assert choose_trial_members(rows, tta=True, calibrate=True) == 3  # accuracy tie: NLL
+    assert choose_trial_members(rows, tta=False, calibrate=True) == 3
+    assert choose_trial_members(rows, tta=True, calibrate=False) == 1
+    rows[2]["nll"] = 0.12
+    assert choose_trial_members(rows, tta=True, calibrate=True) == 2  # then the fewest
 
 
 def test_two_training_seeds_test_on_the_same_faces(synth_data, tmp_path):
