@@ -115,9 +115,13 @@ def _compute(d: dict) -> list[tuple[str, str]]:
             f"{d['peak_flops'] / 1e9:.0f} GFLOP/s")]
     models: dict[str, list[str]] = {}
     for r in d["rows"]:
+        layout = (f"; {r['channels_last_speedup']:.2f} x NCHW" if "channels_last_speedup" in r
+                  else "")  # JSON written before the layout was compared has none
         models.setdefault(r["model"], []).append(
-            f"{r['image_size']} px {r['gflop_per_s']:.0f} ({r['share_of_peak']:.0%})")
-    out += [(f"{m} w{d['width']} training GFLOP/s (share of peak)", ", ".join(v))
+            f"{r['image_size']} px {r['gflop_per_s']:.0f} ({r['share_of_peak']:.0%}{layout})")
+    what = ("share of peak; channels_last against contiguous images/s"
+            if any("channels_last_speedup" in r for r in d["rows"]) else "share of peak")
+    out += [(f"{m} w{d['width']} training GFLOP/s ({what})", ", ".join(v))
             for m, v in models.items()]
     return out
 
