@@ -217,6 +217,45 @@ def file_sha256(path: str | Path) -> str:
 _SHA_KEY = "gender_tune_model_sha256"  # ONNX metadata: the model.pt a graph came from
 
 
+def _pool_matrix(n_in: int, n_out: int) -> torch.Tensor:
+    """n_out x n_in: row i averages the inputs adaptive average pooling gives output i
+    (from floor(i * n_in / n_out) to ceil((i + 1) * n_in / n_out))."""
+    m = torch.zeros(n_out, n_in)
+    for i in range(n_out):
+        a, b = (i * n_in) // n_out, -(-(i + 1) * n_in // n_out)
+        m[i, a:b] = 1.0 / (b - a)
+    return m
+
+
+class _PoolAsMatmul(nn.Module):
+    """`AdaptiveAvgPool2d` for one input size, as two fixed matrix products. The ONNX
+    exporter knows adaptive pooling only where the output size divides the input's, and
+    the classic head pools every map to 7 x 7 (1 x 1 at 32 px, 3 x 3 at 96)."""
+
+    def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]):
+        super().__init__()
+        self.register_buffer("rows", _pool_matrix(in_hw[0], out_hw[0]))
+        self.register_buffer("cols", _pool_matrix(in_hw[1], out_hw[1]).T.contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.matmul(self.rows, x), self.cols)
+
+
+def _exportable(member: VGG, image_size: int) -> VGG:
+    """The member, or a copy whose pooling the exporter can write (same outputs)."""
+    out = member.avgpool.output_size
+    out_hw = (out, out) if isinstance(out, int) else tuple(out)
+    with torch.no_grad():
+        in_hw = tuple(member.features(torch.zeros(1, 3, image_size, image_size)).shape[-2:])
+    if all(o == 1 or i % o == 0 for i, o in zip(in_hw, out_hw, strict=True)):
+        return member
+    copy = VGG.__new__(VGG)
+    nn.Module.__init__(copy)
+    copy.features, copy.classifier = member.features, member.classifier
+    copy.avgpool = _PoolAsMatmul(in_hw, out_hw)
+    return copy.eval()
+
+
 def _onnx_bytes(loaded: LoadedModel) -> bytes:
     """The whole `Deployable` as one ONNX graph, batch size free."""
     import onnx
@@ -224,7 +263,8 @@ def _onnx_bytes(loaded: LoadedModel) -> bytes:
     s = loaded.image_size
     example = torch.zeros(2, 3, s, s, dtype=torch.uint8)
     buf = io.BytesIO()
-    module = Deployable(loaded.members, loaded.module.tta_flip, loaded.module.temperature).eval()
+    module = Deployable([_exportable(m, s) for m in loaded.members], loaded.module.tta_flip,
+                        loaded.module.temperature).eval()
     with warnings.catch_warnings():
         # The legacy (TorchScript-based) exporter: torch.export's is many times slower for
         # these models, and every run's finish (and every test that trains) exports one.

@@ -89,3 +89,21 @@ def test_a_stale_model_onnx_is_not_used(tiny_model, ensemble, tmp_path, synth_da
     images = _synthetic(synth_data, 32, 16)
     want = Predictor(ensemble, engine="onnx").predict_arrays(images)
     assert np.abs(Predictor(folder, engine="onnx").predict_arrays(images) - want).max() == 0
+
+
+@pytest.mark.parametrize("size", [32, 64, 96])
+def test_a_classic_head_exports_at_sizes_whose_maps_do_not_divide_its_7x7_pool(size, tmp_path):
+    # Its feature map is 1, 2 or 3 pixels wide here: the exporter's adaptive pooling
+    # refuses those, so the graph pools with fixed matrices; the answers must not move.
+    from gender.config import TrainConfig
+    from gender.models import build_model
+
+    cfg = TrainConfig(arch="vgg11", batch_norm=True, width=0.125, head="classic",
+                      image_size=size, crop=1.0)
+    torch.manual_seed(0)
+    gap = TrainConfig(**{**cfg.to_dict(), "head": "gap"})
+    models = [build_model(cfg).eval(), build_model(gap).eval()]
+    save_model(tmp_path / "model.pt", models, [cfg, gap], tta_flip=True)
+    export_onnx(load_model(tmp_path / "model.pt"))
+    images = np.random.default_rng(0).integers(0, 256, (16, 3, size, size), dtype=np.uint8)
+    assert _max_diff(tmp_path, images) < ATOL
