@@ -224,18 +224,18 @@ def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field
     assert m["n_train"] == 2 * int(fit_rows["label"].value_counts().min())
 
 
-def test_the_trial_members_are_the_top_k_of_best_validation_accuracy_then_nll():
-    def row(k, acc, nll, tta=True, temperature="out of fold"):
+def test_the_trial_members_are_the_top_k_of_best_validation_accuracy_then_the_fewest():
+    def row(k, acc, tta=True, temperature="out of fold"):
         return {"members": k, "tta_flip": tta, "temperature": temperature, "accuracy": acc,
-                "nll": nll}
+                "nll": 0.1}
 
-    rows = [row(1, 0.95, 0.13), row(2, 0.96, 0.12), row(3, 0.96, 0.11),
-            row(3, 0.99, 0.01, tta=False), row(1, 0.99, 0.01, temperature="off")]
-    assert choose_trial_members(rows, tta=True, calibrate=True) == 3  # accuracy tie: NLL
+    rows = [row(1, 0.95), row(2, 0.96), row(3, 0.97), row(3, 0.99, tta=False),
+            row(1, 0.99, temperature="off")]
+    assert choose_trial_members(rows, tta=True, calibrate=True) == 3
     assert choose_trial_members(rows, tta=False, calibrate=True) == 3
     assert choose_trial_members(rows, tta=True, calibrate=False) == 1
-    rows[2]["nll"] = 0.12
-    assert choose_trial_members(rows, tta=True, calibrate=True) == 2  # then the fewest
+    rows[2]["accuracy"] = 0.96  # a third member that changes no answer is left out
+    assert choose_trial_members(rows, tta=True, calibrate=True) == 2
 
 
 def test_two_training_seeds_test_on_the_same_faces(synth_data, tmp_path):
