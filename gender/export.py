@@ -19,6 +19,7 @@ for ONNX Runtime here or any other runtime elsewhere. It records the SHA-256 of 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import pickle
@@ -249,11 +250,9 @@ def _exportable(member: VGG, image_size: int) -> VGG:
         in_hw = tuple(member.features(torch.zeros(1, 3, image_size, image_size)).shape[-2:])
     if all(o == 1 or i % o == 0 for i, o in zip(in_hw, out_hw, strict=True)):
         return member
-    copy = VGG.__new__(VGG)
-    nn.Module.__init__(copy)
-    copy.features, copy.classifier = member.features, member.classifier
-    copy.avgpool = _PoolAsMatmul(in_hw, out_hw)
-    return copy.eval()
+    clone = copy.deepcopy(member)
+    clone.avgpool = _PoolAsMatmul(in_hw, out_hw)
+    return clone.eval()
 
 
 def _onnx_bytes(loaded: LoadedModel) -> bytes:

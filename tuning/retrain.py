@@ -128,21 +128,20 @@ def choose_trial_members(comparison: list[dict], tta: bool, calibrate: bool) -> 
     return min(rows, key=lambda r: (-r["accuracy"], r["members"]))["members"]
 
 
-def _recipe(candidates: list[dict], k: int | None, prep: Prepared,
+def _recipe(checkpoints: list[Trainer], k: int | None, prep: Prepared,
             settings: TuneSettings) -> dict:
-    """Compare recipes (1..len(candidates) members, flip, temperature) on the validation
+    """Compare recipes (1..len(checkpoints) members, flip, temperature) on the validation
     split with the candidates' trial checkpoints; choose how many join the export (`k`;
     None: chosen here) and fit the export's temperature on their validation predictions
     (on the retrained members' own checkpoints when no trial member joins)."""
     val = prep.data.splits["val"]
     images, y = prep.data.images[val].numpy(), prep.data.labels[val].numpy()
-    views = [view_probs(_trainer(m, prep, m["state"], "train").eval_model, images)
-             for m in candidates]
+    views = [view_probs(t.eval_model, images) for t in checkpoints]
     comparison = compare_recipes(views, y, len(views))
     if k is None:
         k = choose_trial_members(comparison, settings.tta, settings.calibrate)
-    k = min(k, len(candidates))
-    fit_k = k or min(settings.ensemble, len(candidates))
+    k = min(k, len(checkpoints))
+    fit_k = k or min(settings.ensemble, len(checkpoints))
     temperature = (recipe_temperature(views, y, fit_k, settings.tta) if settings.calibrate
                    else 1.0)
     fitted_on = (f"the validation predictions of the top {fit_k} trial(s)' own checkpoints "
@@ -228,7 +227,9 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
                   f"epochs (its validation F1 peaked at {m['val_f1']:.4f} there), with "
                   f"{settings.seeds} training seed(s) from {cfg.seed}", flush=True)
     data, prep = put_data(settings, [view], fresh_splits=False)
-    recipe = _recipe(candidates, settings.trial_members, prep, settings)
+    # The candidates' trial checkpoints: scored on validation, and the trial members.
+    checkpoints = [_trainer(m, prep, m["state"], "train") for m in candidates]
+    recipe = _recipe(checkpoints, settings.trial_members, prep, settings)
     if not quiet and recipe["trial_members"]:
         print(f"averaged with the checkpoints of the top {recipe['trial_members']} trial(s) "
               "(trained on the training split; "
@@ -240,7 +241,7 @@ def retrain_best(exp_dir: str | Path, quiet: bool = False, results=None) -> dict
         with r.checkpoint.as_directory() as d:
             trainers.append(_trainer(m, prep, load_checkpoint(d), ("train", "val")))
     trial_members = candidates[:recipe["trial_members"]]
-    trainers += [_trainer(m, prep, m["state"], "train") for m in trial_members]
+    trainers += checkpoints[:recipe["trial_members"]]
     best = results[0].metrics or {}
     described = (
         [{"member": m["member"], "trial_id": m["trial_id"], "seed": m["config"]["seed"],
