@@ -34,6 +34,7 @@ from benchmarks.search_pool import (
     grid_configs,
     load_or_build,
     pool_configs,
+    with_train_seeds,
 )
 from tuning.settings import TuneSettings
 from tuning.space import default_point, define_by_run, trial_config
@@ -46,13 +47,18 @@ __all__ = ["run", "FULL", "QUICK", "METHODS", "VERSUS", "replay_all", "summarise
 # rungs at 2 and 4 epochs (grace 2, factor 2: two cuts inside the cap, as the defaults put
 # three inside 20 epochs). The budget, 36 trial-epochs, is six full trainings: random
 # search sees a twelfth of the space, the grid its first 6 points. Two workers, as the
-# machine's two cores run two one-CPU trials.
+# machine's two cores run two one-CPU trials. A replayed seed costs a fraction of a second,
+# so 200 of them: medians over a few dozen move with the draw of seeds by as much as the
+# differences between methods. Every configuration is tabulated at two training seeds and
+# replay seed s reads the curves of training seed s mod 2, so that one draw of the training
+# noise (which configurations happen to train well) does not decide the comparison.
 FULL = {"space": WIDER, "grid_every": 1, "cap": 6, "grace_period": 2, "reduction_factor": 2,
-        "budget": 36, "workers": 2, "seeds": 20, "jitter": 0.1, "live_trials": 6}
+        "budget": 36, "workers": 2, "seeds": 200, "train_seeds": 2, "jitter": 0.1,
+        "live_trials": 6}
 # Quick: a smoke run of the same code on 8 configurations and a quarter of the grid.
 QUICK = {"space": QUICK_SPACE, "grid_every": 4, "cap": 2, "grace_period": 1,
-         "reduction_factor": 2, "budget": 12, "workers": 2, "seeds": 2, "jitter": 0.1,
-         "live_trials": 3}
+         "reduction_factor": 2, "budget": 12, "workers": 2, "seeds": 2, "train_seeds": 1,
+         "jitter": 0.1, "live_trials": 3}
 
 METHODS = {
     "grid": "notebook grid (12 configs to the cap)",
@@ -142,12 +148,13 @@ def make_method(name: str, p: dict, seed: int, table: Table | None = None,
 
 
 def replay_all(table: Table, p: dict, methods=METHODS, seeds: int | None = None) -> dict:
-    """{method: [Run per seed]}."""
+    """{method: [Run per seed]}; seed s replays on the table's s-th tabulation."""
     runs = {}
     for name in methods:
         t0 = time.perf_counter()
-        runs[name] = [simulate(make_method(name, p, s), table, budget=p["budget"],
-                               workers=p["workers"], seed=s, jitter=p["jitter"])
+        runs[name] = [simulate(make_method(name, p, s), table.tabulation(s),
+                               budget=p["budget"], workers=p["workers"], seed=s,
+                               jitter=p["jitter"])
                       for s in range(seeds or p["seeds"])]
         print(f"search: replayed {name} x {len(runs[name])} seeds "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
@@ -194,7 +201,8 @@ def _versus(a: list[float], b: list[float], higher_is_better: bool) -> dict:
 def summarise(table: Table, runs: dict, p: dict) -> dict:
     """Per method: every seed's numbers and curve, medians and quartiles; the target."""
     budget = p["budget"]
-    pool_best = max(max(r["val_f1"] for r in row["epochs"]) for row in table.doc["configs"])
+    pool_best = table.best()
+    seed_best = [table.tabulation(s).best() for s in range(len(table.train_seeds))]
     random_final = [r.best[-1] for r in runs["random"]]
     bar = float(np.median(random_final))
     out = {}
@@ -209,7 +217,9 @@ def summarise(table: Table, runs: dict, p: dict) -> dict:
             "epochs_to_random_best": _quartiles(reach),
             "reached_random_best": int(np.isfinite(reach).sum()),
             "trials": _quartiles([len(r.trials) for r in rs]),
-            "found_pool_best": int(sum(abs(f - pool_best) < 1e-12 for f in final)),
+            # the best curve of the tabulation that seed replayed on
+            "found_pool_best": int(sum(abs(f - seed_best[s % len(seed_best)]) < 1e-12
+                                       for s, f in enumerate(final))),
             "curve_q25": np.percentile(curves, 25, axis=0).round(4).tolist(),
             "curve_median": np.median(curves, axis=0).round(4).tolist(),
             "curve_q75": np.percentile(curves, 75, axis=0).round(4).tolist(),
@@ -340,8 +350,9 @@ def _start_ray(tries: int = 3) -> None:
 def live_check(name: str, table: Table, p: dict, data, root) -> dict:
     """One live run (`live_trials` trials, seed 0) and its replay (no jitter, same trial
     count): same configurations, same stops, same best? And each live trial's curve
-    against the table's curve for its configuration."""
+    against the table's curve for its configuration (training seed 0, as the live run)."""
     n = p["live_trials"]
+    table = table.tabulation(0)
     settings = TuneSettings(data=str(data), name=f"live-{name}", results=str(root.resolve()),
                             num_samples=n, max_epochs=p["cap"], grace_period=p["grace_period"],
                             reduction_factor=p["reduction_factor"], space=p["space"],
@@ -421,7 +432,8 @@ def run(opts: Options) -> dict:
     if data is None:
         return {"skipped": f"--real: {REAL_DATA} is absent"}
     p = QUICK if opts.quick else FULL
-    configs = pool_configs(p["space"], p["cap"], p["grid_every"])
+    configs = with_train_seeds(pool_configs(p["space"], p["cap"], p["grid_every"]),
+                               p["train_seeds"])
     table = load_or_build(configs, data, opts.out.parent / "search-pool", p["workers"],
                           rebuild=opts.rebuild)
     runs = replay_all(table, p)
@@ -429,7 +441,8 @@ def run(opts: Options) -> dict:
     lives = [live_check(m, table, p, data, opts.runs / "search") for m in ("ours", "ray-asha")]
     png = opts.out / "search.png"
     png.parent.mkdir(parents=True, exist_ok=True)
-    _plot(summary, p, f"{len(table)} tabulated configurations ({data.name}, width 0.125, 32 px, "
+    _plot(summary, p, f"{len(table)} tabulated configurations x {len(table.train_seeds)} "
+          f"training seeds ({data.name}, width 0.125, 32 px, "
           f"cap {p['cap']}), {p['seeds']} seeds, {p['workers']} workers"
           + (" (quick: a smoke run)" if opts.quick else ""), png)
     rows = [{"method": n, "label": m["label"], **{f"{k}_{q}": m[k][q] for k in
@@ -456,7 +469,10 @@ def run(opts: Options) -> dict:
                   f"{c['epochs_to_random_best']['p_value']:.2g})")
     return {"params": {k: v for k, v in p.items() if k != "space"}, "space": p["space"],
             "pool": {"configs": [c.to_dict() for c in table.configs()], "size": len(table),
+                     "train_seeds": table.train_seeds,
                      "identity": table.doc["identity"], "build": table.doc["build"],
-                     "curves": [[round(e["val_f1"], 4) for e in row["epochs"]]
-                                for row in table.doc["configs"]]},
+                     # curves[k][i]: configuration i at the k-th training seed
+                     "curves": [[[round(e["val_f1"], 4) for e in row["epochs"]]
+                                 for row in table.tabulation(k).doc["configs"]]
+                                for k in range(len(table.train_seeds))]},
             "data": str(data), **summary, "live": lives, "plot": str(png)}

@@ -23,7 +23,7 @@ from gender.config import TrainConfig
 from tuning.space import DEFAULT_SPACE, NOTEBOOK_GRID, validate_space
 
 __all__ = ["SCALE", "SPACE", "WIDER", "QUICK_SPACE", "space_points", "grid_configs", "pool_configs",
-           "config_key", "load_or_build", "Table", "TRAIN_SEED"]
+           "config_key", "load_or_build", "Table", "TRAIN_SEED", "with_train_seeds"]
 
 # Scaled for two CPU cores, identically for every method and the grid: this width and
 # image size (as benchmarks/efficiency.py), and the whole square (as `--quick`).
@@ -56,8 +56,10 @@ QUICK_SPACE = validate_space({**SPACE, "arch": {"choices": ["vgg11"]},
 # data, the split seed and the thread count (CPU results differ across thread counts).
 TRAINING_CODE = ("engine.py", "models.py", "augment.py", "config.py", "metrics.py",
                  "data/splits.py", "data/tensors.py")
-# One training seed (and split) for every curve: a replay's seed drives the searcher and
-# the order of events, not the training (live runs with seed 0 train exactly these curves).
+# The first training seed of every configuration (and the split's seed): live runs with
+# seed 0 train exactly its curves. A table may hold further training seeds of each
+# configuration (`with_train_seeds`): a replay then reads one of them (`Table.tabulation`),
+# so the spread across replays covers the training's own noise, not only the searcher's.
 TRAIN_SEED = 0
 EPOCH_FIELDS = ("val_f1", "val_accuracy", "val_precision", "val_recall", "val_auc",
                 "val_loss", "train_loss", "epoch_seconds")
@@ -95,6 +97,11 @@ def pool_configs(space: dict, cap: int, grid_every: int = 1) -> list[TrainConfig
     return configs + [c for c in grid_configs(cap)[::grid_every] if config_key(c) not in seen]
 
 
+def with_train_seeds(configs: list[TrainConfig], n: int) -> list[TrainConfig]:
+    """Each configuration at training seeds TRAIN_SEED .. TRAIN_SEED + n - 1, seed by seed."""
+    return [c.replace(seed=TRAIN_SEED + k) for k in range(n) for c in configs]
+
+
 def config_key(cfg: TrainConfig) -> str:
     """How a configuration is looked up: every TrainConfig field, canonical JSON."""
     return json.dumps(cfg.to_dict(), sort_keys=True)
@@ -102,26 +109,38 @@ def config_key(cfg: TrainConfig) -> str:
 
 class Table:
     """Curves by configuration: `curve(cfg)` -> a list of per-epoch dicts (EPOCH_FIELDS);
-    a curve that stops short of the cap ended in a diverged loss (`diverged(cfg)`)."""
+    a curve that stops short of the cap ended in a diverged loss (`diverged(cfg)`). With
+    several training seeds, `tabulation(k)` is the table of one of them; lookups on the
+    whole table read the first."""
 
     def __init__(self, doc: dict):
         self.doc = doc
         self.cap = doc["cap"]
+        self.train_seeds = sorted({r["config"]["seed"] for r in doc["configs"]})
         self._rows = {r["key"]: r for r in doc["configs"]}
-        self._index = {r["key"]: i for i, r in enumerate(doc["configs"])}
+        first = [r for r in doc["configs"] if r["config"]["seed"] == self.train_seeds[0]]
+        self._index = {r["key"]: i for i, r in enumerate(first)}
 
     def __len__(self) -> int:
-        return len(self._rows)
+        """Configurations (each counted once, whatever its training seeds)."""
+        return len(self._index)
+
+    def tabulation(self, k: int) -> Table:
+        """The curves of the k-th training seed (cyclically): replay seed k reads these."""
+        seed = self.train_seeds[k % len(self.train_seeds)]
+        return Table({**self.doc, "configs": [r for r in self.doc["configs"]
+                                              if r["config"]["seed"] == seed]})
 
     def row(self, cfg: TrainConfig) -> dict:
-        """The configuration's curve, whatever its training seed (the table has one)."""
+        """The configuration's curve, whatever the seed the searcher gave it."""
         try:
-            return self._rows[config_key(cfg.replace(seed=TRAIN_SEED))]
+            return self._rows[config_key(cfg.replace(seed=self.train_seeds[0]))]
         except KeyError:
             raise KeyError(f"configuration not in the table: {cfg.to_dict()}") from None
 
     def index(self, cfg: TrainConfig) -> int:
-        """The configuration's position in the table (how the JSON names it)."""
+        """The configuration's position in the table (how the JSON names it; the same in
+        every tabulation)."""
         return self._index[self.row(cfg)["key"]]
 
     def curve(self, cfg: TrainConfig) -> list[dict]:
@@ -131,7 +150,13 @@ class Table:
         return bool(self.row(cfg)["diverged"])
 
     def configs(self) -> list[TrainConfig]:
-        return [TrainConfig(**r["config"]) for r in self.doc["configs"]]
+        """The configurations in `index` order (at the first training seed)."""
+        return [TrainConfig(**r["config"]) for r in self.doc["configs"]
+                if r["config"]["seed"] == self.train_seeds[0]]
+
+    def best(self) -> float:
+        """The best validation F1 of any curve."""
+        return max(e["val_f1"] for r in self.doc["configs"] for e in r["epochs"])
 
 
 # --- building the table: one configuration per task, two single-thread processes ---------

@@ -50,11 +50,14 @@ def _iqr(q: dict, digits: int) -> str:
 
 def _search(d: dict) -> list[tuple[str, str]]:
     p, seeds = d["params"], d["params"]["seeds"]
+    train = len(d["pool"].get("train_seeds", [0]))
     out = [(f"per method, {seeds} seeds, {p['budget']} trial-epochs each, "
-            f"{len(d['pool']['configs'])} tabulated configurations (cap {p['cap']}, "
-            f"{p['workers']} workers)", "best val F1 at the end, median [IQR]; trial-epochs "
-            f"to reach random search's final best ({d['random_final_best_median']:.3f}), "
-            f"median [IQR] (seeds that reach it)")]
+            f"{len(d['pool']['configs'])} tabulated configurations"
+            + (f" x {train} training seeds" if train > 1 else "")
+            + f" (cap {p['cap']}, {p['workers']} workers)",
+            "best val F1 at the end, median [IQR]; trial-epochs to reach random search's "
+            f"final best ({d['random_final_best_median']:.3f}), median [IQR] (seeds that "
+            "reach it)")]
     for m in d["methods"].values():
         out.append((m["label"], f"{_iqr(m['final_best'], 3)}; "
                     f"{_iqr(m['epochs_to_random_best'], 0)} "

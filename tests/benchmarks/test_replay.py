@@ -16,6 +16,7 @@ from benchmarks.search_pool import (
     grid_configs,
     pool_configs,
     space_points,
+    with_train_seeds,
 )
 from tuning.space import default_point
 
@@ -116,6 +117,22 @@ def test_the_summary_measures_every_method_against_random_searchs_median_best():
     assert len(ours["seeds"]) == 2 and len(ours["curve_median"]) == P["budget"]
     assert s["target"]["fraction"] == ours["epochs_to_random_best"]["median"] / P["budget"]
     assert s["ours_versus"]["ray-asha"]["final_best"]["verdict"] in ("win", "tie", "loss")
+
+
+def test_each_replay_seed_reads_the_curves_of_one_training_seed_in_turn():
+    # Training seed 1 of every configuration plateaus at 0.5, seed 0 above it: a replay
+    # on seed 1's tabulation can never see 0.6.
+    configs = with_train_seeds(pool_configs(QUICK_SPACE, CAP, 4), 2)
+    table = Table({"cap": CAP, "configs": [_row(c, [0.5 if c.seed else 0.8] * CAP)
+                                           for c in configs]})
+    assert len(table) == len(configs) // 2 and table.train_seeds == [0, 1]
+    cfg = configs[3]
+    assert table.index(cfg) == table.tabulation(1).index(cfg.replace(seed=1)) == 3
+    runs = replay_all(table, P, methods=["random", "ours"], seeds=4)
+    assert [r.best[-1] for r in runs["random"]] == [0.8, 0.5, 0.8, 0.5]
+    s = summarise(table, runs, P)
+    assert s["pool_best_val_f1"] == 0.8
+    assert s["methods"]["ours"]["found_pool_best"] == 4  # each its own tabulation's best
 
 
 def test_ours_as_gender_tune_runs_it_tries_the_default_configuration_first():
