@@ -121,7 +121,7 @@ def test_the_summary_measures_every_method_against_random_searchs_median_best():
 
 def test_each_replay_seed_reads_the_curves_of_one_training_seed_in_turn():
     # Training seed 1 of every configuration plateaus at 0.5, seed 0 above it: a replay
-    # on seed 1's tabulation can never see 0.6.
+    # on seed 1's tabulation can never see 0.8.
     configs = with_train_seeds(pool_configs(QUICK_SPACE, CAP, 4), 2)
     table = Table({"cap": CAP, "configs": [_row(c, [0.5 if c.seed else 0.8] * CAP)
                                            for c in configs]})
