@@ -10,4 +10,5 @@ __all__ = ["BENCHMARKS"]
 # Run order: the longest and most telling first. Each that starts Ray shuts it down at
 # the end, so the in-process measurements never share the cores with idle Ray processes.
 BENCHMARKS = ("search", "efficiency", "overhead", "datapath", "compute", "inference", "serve",
-              "gpu", "schedule", "learning_curve", "seeds")
+              "gpu", "schedule", "learning_curve", "seeds", "recipes",
+              "members")

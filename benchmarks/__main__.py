@@ -45,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="results/bench", help="JSON and plots (default: %(default)s)")
     ap.add_argument("--rebuild", action="store_true",
                     help="search: retrain its cached table of learning curves")
+    ap.add_argument("--experiment", default=None,
+                    help="members: a finished experiment (results/NAME) to read")
     args = ap.parse_args(argv)
     opts = Options(quick=args.quick, real=args.real, out=Path(args.out), model=args.model,
-                   gpus_per_replica=args.gpus_per_replica, rebuild=args.rebuild)
+                   gpus_per_replica=args.gpus_per_replica, rebuild=args.rebuild,
+                   experiment=args.experiment)
     # Ray's Tune warns about slow checkpoint syncs on a busy machine; that is the point here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     # `start_ray`'s policy (token auth), set before anything imports ray: Ray reads the

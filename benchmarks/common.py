@@ -38,6 +38,7 @@ class Options:
     model: str | None = None  # inference, serve: an existing model.pt (or its folder)
     gpus_per_replica: float = 0.0  # serve: replicas on (a share of) a GPU
     rebuild: bool = False  # search: retrain its cached table of learning curves
+    experiment: str | None = None  # members: a finished experiment's folder
 
     @property
     def runs(self) -> Path:
