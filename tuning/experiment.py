@@ -3,6 +3,7 @@ stopping, then trials.csv, the retrained best model and the summary."""
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from tuning.trainable import train_trial
 
 __all__ = ["put_data", "build_search", "build_tuner", "run_experiment", "resume_experiment",
            "finish_experiment", "search_results", "trial_resources", "input_views",
-           "trial_dirname"]
+           "trial_dirname", "recover_named_checkpoints"]
 
 
 def put_data(settings: TuneSettings, views: list[tuple[int, float]], fresh_splits: bool
@@ -202,6 +203,29 @@ def run_experiment(settings: TuneSettings, verbose: int = 1,
     return finish_experiment(settings, results, quiet=verbose == 0)
 
 
+def recover_named_checkpoints(tune_path: str) -> list[str]:
+    """Ray deletes a trial's older checkpoint when a better one arrives (`num_to_keep`), but
+    saves the experiment state only every few seconds: a driver killed in between leaves a
+    state that names a checkpoint no longer on disk, and Ray then fails that trial on every
+    restore. Put the trial's newest checkpoint where the state looks, so the trial resumes
+    from the last epoch it saved (what Ray did itself before its storage rewrite). Local
+    storage only. -> the trials recovered."""
+    from ray.tune import ExperimentAnalysis
+
+    if "://" in tune_path:
+        return []
+    recovered = []
+    for trial in ExperimentAnalysis(tune_path).trials:
+        named = Path(trial.checkpoint.path) if trial.checkpoint is not None else None
+        if named is None or named.exists():
+            continue
+        saved = sorted(named.parent.glob("checkpoint_*"))
+        if saved:
+            shutil.move(saved[-1], named)
+            recovered.append(trial.trial_id)
+    return recovered
+
+
 def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
     """Restore after a lost driver: finished trials kept, unfinished and errored resumed
     from their checkpoints, the Optuna study continued from its journal."""
@@ -211,6 +235,10 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
     reach_ray(settings.address, settings.cpus_per_trial, settings.gpus_per_trial,
               quiet=verbose == 0)
+    for trial_id in recover_named_checkpoints(path):
+        if verbose:
+            print(f"trial {trial_id}: resuming from its newest checkpoint on disk (the saved "
+                  "state named one Ray had already replaced)", flush=True)
     data, _ = put_data(settings, input_views(settings), fresh_splits=False)
     trainable, _ = _trainable(settings, data)
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,

@@ -46,7 +46,13 @@ from gender.export import load_model
 from gender.io import check_writable_dir
 from gender.pipeline import Prepared, finish_run
 from tuning.cluster import node_shapes, start_ray
-from tuning.experiment import put_data, search_results, trial_dirname, trial_resources
+from tuning.experiment import (
+    put_data,
+    recover_named_checkpoints,
+    search_results,
+    trial_dirname,
+    trial_resources,
+)
 from tuning.outputs import rank_trials, trials_table
 from tuning.resources import TrialResources
 from tuning.settings import TuneSettings
@@ -179,6 +185,7 @@ def _run(settings: TuneSettings, members: list[dict], data: dict, verbose: int) 
     name = _plan_name(members)
     path = f"{settings.tune_path}/{name}"
     if tune.Tuner.can_restore(path):
+        recover_named_checkpoints(path)  # a driver killed between a checkpoint and a save
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:

@@ -262,3 +262,29 @@ def test_two_training_seeds_test_on_the_same_faces(synth_data, tmp_path):
     # ...while the split's own seed does move it.
     c = prepare(data, 32, split_seed=1)
     assert set(c.splits.loc[c.splits["split"] == "test", "image"]) != tests[0]
+
+
+def test_a_resume_finds_a_trials_newest_checkpoint_when_the_saved_state_names_a_replaced_one(
+        experiment, tmp_path):
+    # A driver killed after Ray replaced a trial's checkpoint but before it saved the
+    # experiment state: the state names a checkpoint folder that is gone.
+    import shutil
+    from pathlib import Path
+
+    from ray.tune import ExperimentAnalysis
+
+    from tuning.experiment import recover_named_checkpoints
+
+    settings, _, _ = experiment
+    copy = tmp_path / "exp"
+    shutil.copytree(settings.tune_path, copy)
+    trial = next(t for t in ExperimentAnalysis(str(copy)).trials if t.checkpoint is not None)
+    named = Path(trial.checkpoint.path)
+    assert named.is_relative_to(copy) and named.is_dir()
+    newer = named.with_name("checkpoint_999999")
+    named.rename(newer)
+    weights = sorted(p.name for p in newer.iterdir())
+    assert recover_named_checkpoints(str(copy)) == [trial.trial_id]
+    assert named.is_dir() and not newer.exists()
+    assert sorted(p.name for p in named.iterdir()) == weights
+    assert recover_named_checkpoints(str(copy)) == []  # nothing left to recover
