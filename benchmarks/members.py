@@ -52,16 +52,12 @@ def run(opts: Options) -> dict:
     from gender.metrics import binary_metrics, calibration
     from gender.pipeline import prepare
     from tuning.experiment import search_results
-    from tuning.outputs import rank_trials, trials_table
-    from tuning.retrain import _best_checkpoint
+    from tuning.retrain import retrain_plan
     from tuning.settings import TuneSettings
-    from tuning.trainable import load_checkpoint
 
     exp = Path(opts.experiment)
     settings = TuneSettings.load(exp)
-    results = search_results(settings)
-    ranked = rank_trials(trials_table(results, settings.max_epochs))
-    by_dir = {Path(r.path).name: r for r in results}
+    plan = retrain_plan(search_results(settings), settings, limit=TOP, same_view=False)
     default = TrainConfig()  # its view is decoded in any default search: cached
     prep = prepare(settings.data, default.image_size, split_seed=settings.split_seed,
                    splits_csv=exp / "splits.csv", crop=default.crop)
@@ -79,12 +75,8 @@ def run(opts: Options) -> dict:
         return {"accuracy": binary_metrics(y, p)["accuracy"], "nll": calibration(y, p)["nll"]}
 
     members = []
-    for _, row in ranked.head(TOP).iterrows():
-        ckpt = _best_checkpoint(by_dir[f"trial_{row['trial_id']}"])
-        if ckpt is None:
-            continue
-        with ckpt.as_directory() as d:
-            state = load_checkpoint(d)
+    for trial in plan:
+        state = trial["state"]
         cfg = TrainConfig.from_saved(state["config"])
         trainer = Trainer(cfg, data(*cfg.input_view), "cpu", train_split="train", eval_split=None)
         trainer.load_state_dict(state)
@@ -92,9 +84,9 @@ def run(opts: Options) -> dict:
         own = view_probs(model, data(*cfg.input_view).images[val].numpy())
         crops = {c: scores(np.concatenate([own, view_probs(
             model, data(cfg.image_size, c).images[val].numpy())]).mean(axis=0)) for c in CROPS}
-        members.append({"trial_id": str(row["trial_id"]), "model": cfg.model_name,
+        members.append({"trial_id": trial["trial_id"], "model": cfg.model_name,
                         "image_size": cfg.image_size, "crop": cfg.crop, "width": cfg.width,
-                        "epochs": int(state["epoch"]), "val_f1": float(row["best_val_f1"]),
+                        "epochs": int(state["epoch"]), "val_f1": trial["val_f1"],
                         "model_obj": model, "views": own,
                         "plain": scores(own[0]), "flip": scores(own.mean(axis=0)),
                         "with_crop": crops})

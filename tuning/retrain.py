@@ -71,12 +71,13 @@ def _best_checkpoint(result):
     return result.checkpoint
 
 
-def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> list[dict]:
+def retrain_plan(results, settings: TuneSettings, limit: int | None = None,
+                 same_view: bool = True) -> list[dict]:
     """The best trials: [{"trial_id", "config", "until", "val_f1", "state"}], best first,
     at most `limit` (default: the export's members).
 
-    Distinct configurations only, all at the best trial's image size and crop (one
-    decoded picture feeds every member).
+    Distinct configurations only, and (`same_view`) all at the best trial's image size and
+    crop (one decoded picture feeds every member).
     """
     limit = limit or settings.ensemble
     table = trials_table(results, settings.max_epochs)
@@ -93,8 +94,9 @@ def retrain_plan(results, settings: TuneSettings, limit: int | None = None) -> l
         with ckpt.as_directory() as d:
             state = load_checkpoint(d)
         cfg = TrainConfig.from_saved(state["config"])
-        if members and (cfg.input_view != TrainConfig.from_dict(members[0]["config"]).input_view
-                        or any(m["config"] == cfg.to_dict() for m in members)):
+        other_view = same_view and members and \
+            cfg.input_view != TrainConfig.from_dict(members[0]["config"]).input_view
+        if other_view or any(m["config"] == cfg.to_dict() for m in members):
             continue
         members.append({"trial_id": str(row["trial_id"]), "config": cfg.to_dict(),
                         "until": int(row["best_epoch"]), "val_f1": float(row["best_val_f1"]),
