@@ -24,17 +24,22 @@ HOPELESS = {**GOOD, "lr": 1e-6, "optimizer": "adam"}
 
 
 @pytest.fixture(scope="module")
-def experiment(synth_data, tmp_path_factory):
+def local_ray():
+    """One local Ray on 2 CPUs for the module's experiments, as a notebook keeps one:
+    starting Ray takes longer than most of the runs here."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        space = load_space(None, base=QUICK_SPACE)
-        settings = TuneSettings(data=str(synth_data), name="exp",
-                                results=str(tmp_path_factory.mktemp("results")), num_samples=7,
-                                max_epochs=3, grace_period=1, reduction_factor=2, space=space,
-                                enqueue=[GOOD, DIVERGING, HOPELESS], seed=0, seeds=1)
-        summary = run_experiment(settings, verbose=0)
-    finally:
-        ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def experiment(local_ray, synth_data, tmp_path_factory):
+    space = load_space(None, base=QUICK_SPACE)
+    settings = TuneSettings(data=str(synth_data), name="exp",
+                            results=str(tmp_path_factory.mktemp("results")), num_samples=7,
+                            max_epochs=3, grace_period=1, reduction_factor=2, space=space,
+                            enqueue=[GOOD, DIVERGING, HOPELESS], seed=0, seeds=1)
+    summary = run_experiment(settings, verbose=0)
     trials = pd.read_csv(settings.exp_dir / "trials.csv")
     return settings, summary, trials
 
@@ -111,16 +116,12 @@ def test_best_model_files_load_and_predict_well_above_chance(experiment, synth_d
     assert np.allclose(saved["prob_male"], p, atol=1e-5)
 
 
-def test_a_time_budget_alone_starts_trials_until_it_runs_out(synth_data, tmp_path):
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        settings = TuneSettings(data=str(synth_data), name="budget", results=str(tmp_path),
-                                num_samples=None, time_budget=30, max_epochs=1,
-                                grace_period=1, space=load_space(None, base=QUICK_SPACE),
-                                retrain=False, seed=0)
-        summary = run_experiment(settings, verbose=0)
-    finally:
-        ray.shutdown()
+def test_a_time_budget_alone_starts_trials_until_it_runs_out(local_ray, synth_data, tmp_path):
+    settings = TuneSettings(data=str(synth_data), name="budget", results=str(tmp_path),
+                            num_samples=None, time_budget=30, max_epochs=1,
+                            grace_period=1, space=load_space(None, base=QUICK_SPACE),
+                            retrain=False, seed=0)
+    summary = run_experiment(settings, verbose=0)
     saved = json.loads((settings.exp_dir / "experiment.json").read_text())
     assert saved["num_samples"] is None and saved["time_budget"] == 30
     assert settings.ray_num_samples == -1  # Ray: no count, the budget ends it
@@ -169,21 +170,17 @@ def test_an_experiment_saved_before_the_crop_existed_resumes_on_the_whole_square
 
 
 def test_the_retrain_trains_the_best_trials_own_config_with_every_searched_field(
-        synth_data, tmp_path):
+        local_ray, synth_data, tmp_path):
     # Fields outside the default space: before, trials.csv dropped them and the retrain
     # rebuilt its config from that table, so `ema: 0` came back as the default EMA.
     space = load_space(None, base={**QUICK_SPACE, "arch": {"choices": ["vgg11"]},
                                    "width": {"choices": [0.125]}})
     space.update({"ema": {"choices": [0.0]}, "lr_schedule": {"choices": ["constant"]},
                   "balance": {"choices": ["undersample"]}, "mixup": {"choices": [0.2]}})
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        settings = TuneSettings(data=str(synth_data), name="fields", results=str(tmp_path),
-                                num_samples=2, max_epochs=2, grace_period=2, space=space,
-                                seed=0, seeds=2)
-        run_experiment(settings, verbose=0)
-    finally:
-        ray.shutdown()
+    settings = TuneSettings(data=str(synth_data), name="fields", results=str(tmp_path),
+                            num_samples=2, max_epochs=2, grace_period=2, space=space,
+                            seed=0, seeds=2)
+    run_experiment(settings, verbose=0)
     best = settings.exp_dir / "best"
     export = json.loads((best / "config.json").read_text())
     members = export["members"]
@@ -238,7 +235,7 @@ def test_the_trial_members_are_the_top_k_of_best_validation_accuracy_then_the_fe
     assert choose_trial_members(rows, tta=True, calibrate=True) == 2
 
 
-def test_two_training_seeds_test_on_the_same_faces(synth_data, tmp_path):
+def test_two_training_seeds_test_on_the_same_faces(local_ray, synth_data, tmp_path):
     from gender.pipeline import prepare
 
     # Without a partition file, as in the real data: the split is drawn, by its own seed.
@@ -247,17 +244,13 @@ def test_two_training_seeds_test_on_the_same_faces(synth_data, tmp_path):
     (data / "img_align_celeba").symlink_to(synth_data / "img_align_celeba")
     for name in ("list_attr_celeba.txt", "identity_CelebA.txt"):
         (data / name).write_bytes((synth_data / name).read_bytes())
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-        tests = []
-        for seed in (0, 1):  # the experiment's split, as `gender tune --seed` writes it
-            s = TuneSettings(data=str(data), name=f"seed{seed}", results=str(tmp_path),
-                             space=load_space(None, base=QUICK_SPACE), seed=seed)
-            put_data(s, input_views(s), fresh_splits=True)
-            sp = pd.read_csv(s.exp_dir / "splits.csv")
-            tests.append(set(sp.loc[sp["split"] == "test", "image"]))
-    finally:
-        ray.shutdown()
+    tests = []
+    for seed in (0, 1):  # the experiment's split, as `gender tune --seed` writes it
+        s = TuneSettings(data=str(data), name=f"seed{seed}", results=str(tmp_path),
+                         space=load_space(None, base=QUICK_SPACE), seed=seed)
+        put_data(s, input_views(s), fresh_splits=True)
+        sp = pd.read_csv(s.exp_dir / "splits.csv")
+        tests.append(set(sp.loc[sp["split"] == "test", "image"]))
     assert tests[0] == tests[1]
     # ...while the split's own seed does move it.
     c = prepare(data, 32, split_seed=1)
