@@ -118,6 +118,10 @@ def _img(ctx: _Exp, name: str, draw, alt: str) -> str:
     return f'<img src="{escape(name)}" alt="{escape(alt)}">'
 
 
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}{'' if k == 1 else 's'}"
+
+
 def _note(text: str) -> str:
     return f"<p class=note>{escape(text)}</p>"
 
@@ -156,12 +160,20 @@ def _curves(ctx: _Exp):
     s = ctx.settings
     rungs = (rung_epochs(s.get("grace_period", 1), s.get("reduction_factor", 2),
                          s.get("max_epochs", 1)) if s.get("scheduler", "asha") == "asha" else [])
-    missing = len(ctx.table) - len(curves)
     body = _img(ctx, "curves.png", lambda p: plots.curves_png(
         curves, rungs, s.get("max_epochs", 1), p), "validation F1 per epoch")
-    if missing:
-        body += _note(f"{missing} trials have no readable local progress.csv (remote "
-                      "--storage?).")
+    gone = ctx.table[~ctx.table["trial_id"].isin(list(curves))]
+    # A trial the budget or the end of the search stopped before its first epoch has no
+    # curve to draw; one that trained and left none here keeps it elsewhere.
+    epochs = pd.to_numeric(gone.get("epochs", pd.Series(np.nan, gone.index)), errors="coerce")
+    never = list(gone.loc[epochs == 0, "trial_id"])
+    if never:
+        body += _note(f"{_n(len(never), 'trial')} ended before a first epoch, so "
+                      f"{'it has' if len(never) == 1 else 'they have'} no curve: "
+                      f"{', '.join(map(str, never))}.")
+    if unread := len(gone) - len(never):
+        body += _note(f"{_n(unread, 'trial')} that trained {'has' if unread == 1 else 'have'}"
+                      " no readable local progress.csv (remote --storage?).")
     return ("curves", "Validation F1 per epoch", body)
 
 
@@ -326,9 +338,16 @@ def _best(ctx: _Exp):
                   "test size. ECE: expected calibration error of the shown confidence.")
     body += "</div><div><h3>Timings (CPU of the retrain)</h3>"
     body += _kv({k: m[k] for k in timing if k in m}) + "</div>"
-    if cfg.is_file():
-        body += "<div><h3>What was exported (config.json)</h3>" + _kv(_json(cfg)) + "</div>"
+    exported = _json(cfg) if cfg.is_file() else {}
+    members = exported.pop("members", None)
+    if exported:
+        body += "<div><h3>What was exported (config.json)</h3>" + _kv(exported) + "</div>"
     body += "</div>"
+    if isinstance(members, list) and members:
+        body += ("<h3>Its members (config.json)</h3>" + _members(members)
+                 + _note("The model answers the mean of its members' P(male). Epochs "
+                         "scheduled: the learning-rate schedule's length; each member "
+                         "stopped where its trial's validation F1 peaked."))
     if m.get("validation_comparison"):
         body += ("<h3>Export recipes compared on the validation split</h3>"
                  + _table(m["validation_comparison"], "sortable")
@@ -336,6 +355,28 @@ def _best(ctx: _Exp):
                          "validation split; temperature 'out of fold': fitted on one half, "
                          "scored on the other."))
     return ("best", title, body)
+
+
+def _members(members: list) -> str:
+    """config.json's members, one row each: what it trained on and for how many epochs
+    (a retrained member's `retrain_epochs`, a trial member's `epochs`), then its
+    TrainConfig; a field of it that differs from the member's own is shown as 'config NAME'."""
+    rows = []
+    for m in members:
+        if not isinstance(m, dict):
+            continue
+        row = {k: v for k, v in m.items() if k not in ("config", "retrain_epochs", "epochs")}
+        row["epochs trained"] = m.get("retrain_epochs", m.get("epochs"))
+        cfg = m.get("config")
+        for k, v in (cfg if isinstance(cfg, dict) else {}).items():
+            name = "epochs scheduled" if k == "epochs" else k
+            if name not in row:
+                row[name] = v
+            elif row[name] != v:
+                row[f"config {k}"] = v
+        rows.append(row)
+    cols = list(dict.fromkeys(k for r in rows for k in r))  # the union, first seen first
+    return _table([{c: r.get(c) for c in cols} for r in rows], "members")
 
 
 def _provenance(ctx: _Exp):
@@ -387,6 +428,8 @@ td[data-v]{text-align:right;font-variant-numeric:tabular-nums}
 img{max-width:100%;border:1px solid #eee}
 .scroll{overflow-x:auto;max-width:100%}
 .row{display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start}
+.row>div{min-width:0;max-width:100%}
+.kv td+td{white-space:normal;overflow-wrap:anywhere;min-width:12em;max-width:60em}
 .note{color:#555}
 .kv td:first-child,tr.best td{font-weight:600}
 .kv td[data-v]{text-align:left}

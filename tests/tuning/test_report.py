@@ -178,6 +178,34 @@ def test_best_section_shows_the_test_metrics_and_recomputes_the_auc(experiment):
         assert key in text
 
 
+def test_each_exported_member_is_a_row_with_its_epochs_and_config(experiment):
+    exp = experiment[0]
+    members = json.loads((exp / "best" / "config.json").read_text())["members"]
+    tables = _page(exp).tables["best"]
+    header, *rows = next(t for t in tables if t[0][:2] == ["member", "trial_id"])
+    assert [r[header.index("member")] for r in rows] == [m["member"] for m in members]
+    for r, m in zip(rows, members, strict=True):
+        trained = m.get("retrain_epochs", m.get("epochs"))
+        assert r[header.index("epochs trained")] == str(trained)
+        assert r[header.index("epochs scheduled")] == str(m["config"]["epochs"])
+        assert r[header.index("arch")] == m["config"]["arch"]
+
+
+def test_a_trial_without_a_curve_is_named_with_the_reason(experiment, tmp_path):
+    exp = _copy(experiment[0], tmp_path / "rep")
+    trials = pd.read_csv(exp / "trials.csv", dtype={"trial_id": str})
+    early, remote = trials["trial_id"].iloc[0], trials["trial_id"].iloc[1]
+    # One the budget stopped before its first epoch, one whose curve is stored elsewhere.
+    trials.loc[0, "epochs"] = 0
+    trials.to_csv(exp / "trials.csv", index=False)
+    for tid in (early, remote):
+        (exp / f"trial_{tid}" / "progress.csv").unlink()
+    write_report(exp)
+    text = _page(exp).sections["curves"]
+    assert f"1 trial ended before a first epoch, so it has no curve: {early}." in text
+    assert "1 trial that trained has no readable local progress.csv" in text
+
+
 def test_the_report_never_needs_the_data_or_the_model_again(experiment, tmp_path):
     exp = _copy(experiment[0], tmp_path / "rep")
     settings = json.loads((exp / "experiment.json").read_text())
@@ -323,7 +351,7 @@ def test_dashboard_runs_tensorboard_from_the_default_install(experiment):
 @pytest.mark.browser
 def test_the_page_renders_in_headless_chromium(experiment, tmp_path):
     """Chromium opens the report from disk: every section, every figure decoded, nothing
-    fetched from elsewhere, no script error."""
+    fetched from elsewhere, no script error, no wider than the window."""
     with chromium_page(height=2000) as page:
         page.goto((experiment[0] / "report" / "index.html").as_uri())
         page.wait_for_load_state("load")
@@ -332,6 +360,9 @@ def test_the_page_renders_in_headless_chromium(experiment, tmp_path):
         sizes = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
         assert sizes and all(w > 0 for w in sizes), sizes
         assert page.problems == []
+        # Long values wrap and wide tables scroll in their own box: the page itself never
+        # scrolls sideways (config.json's members once made it thousands of pixels wide).
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000 and shot.read_bytes().startswith(PNG)
