@@ -187,7 +187,8 @@ def test_a_person_uploads_a_photo_and_reads_its_label(server, faces, expected, t
         assert page.problems == []
 
 
-def test_the_page_shows_a_phone_photo_upright_and_classifies_several(server, faces):
+def test_the_page_shows_a_phone_photo_upright_and_lists_photos_in_the_order_chosen(
+        server, faces):
     face = Image.open(faces[1]).convert("RGB").resize((120, 160))
     exif = Image.Exif()
     exif[0x0112] = 6  # stored turned; the viewer must turn it back to portrait
@@ -207,6 +208,13 @@ def test_the_page_shows_a_phone_photo_upright_and_classifies_several(server, fac
                              "c.querySelector('img').naturalHeight]")
         assert (w, h) == (120, 160)  # upright: portrait, as taken
         assert float(card.get_attribute("data-prob-male")) == api["prob_male"]
+        names = page.locator(".card .name")
+        assert names.all_inner_texts() == ["phone.jpg", faces[2].name]
+        # A later choice goes on top of the earlier ones.
+        page.set_input_files("#files", [{"name": faces[3].name, "mimeType": "image/jpeg",
+                                         "buffer": faces[3].read_bytes()}])
+        page.locator('.card[data-state="done"]').nth(2).wait_for()
+        assert names.all_inner_texts() == [faces[3].name, "phone.jpg", faces[2].name]
 
 
 def test_html_in_a_file_name_is_shown_as_text_never_run(server, faces):

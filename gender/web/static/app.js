@@ -55,7 +55,7 @@ function modelLine(ref) {
   return bits.join(" · ");
 }
 
-function card(file) {
+function card(file, batch) {
   const fig = el("figure", "card");
   fig.dataset.state = "pending";
   const img = el("img");
@@ -64,7 +64,7 @@ function card(file) {
   const cap = el("figcaption");
   cap.append(el("p", "name", file.name), el("p", "label", "Classifying…"));
   fig.append(img, cap);
-  $("results").prepend(fig);
+  batch.append(fig);
   return fig;
 }
 
@@ -116,7 +116,11 @@ async function handle(files) {
   const images = Array.from(files);
   if (!images.length) return;
   $("status").textContent = "Classifying " + images.length + (images.length > 1 ? " photos…" : " photo…");
-  await Promise.all(images.map((f) => classify(f, card(f))));
+  // The newest choice on top, its photos in the order they were chosen.
+  const batch = document.createDocumentFragment();
+  const figs = images.map((f) => card(f, batch));
+  $("results").prepend(batch);
+  await Promise.all(images.map((f, i) => classify(f, figs[i])));
   const done = document.querySelectorAll('.card[data-state="done"]').length;
   $("status").textContent = done + " classified.";
 }
