@@ -203,7 +203,7 @@ def run_experiment(settings: TuneSettings, verbose: int = 1,
     return finish_experiment(settings, results, quiet=verbose == 0)
 
 
-def recover_named_checkpoints(tune_path: str) -> list[str]:
+def recover_named_checkpoints(tune_path: str, quiet: bool = True) -> list[str]:
     """Ray deletes a trial's older checkpoint when a better one arrives (`num_to_keep`), but
     saves the experiment state only every few seconds: a driver killed in between leaves a
     state that names a checkpoint no longer on disk, and Ray then fails that trial on every
@@ -223,6 +223,9 @@ def recover_named_checkpoints(tune_path: str) -> list[str]:
         if saved:
             shutil.move(saved[-1], named)
             recovered.append(trial.trial_id)
+            if not quiet:
+                print(f"trial {trial.trial_id}: resuming from its newest checkpoint on disk "
+                      "(the saved state named one Ray had already replaced)", flush=True)
     return recovered
 
 
@@ -235,10 +238,7 @@ def resume_experiment(exp_dir: str | Path, verbose: int = 1) -> dict:
         raise UserError(f"--resume {exp_dir}: no restorable Ray Tune state there")
     reach_ray(settings.address, settings.cpus_per_trial, settings.gpus_per_trial,
               quiet=verbose == 0)
-    for trial_id in recover_named_checkpoints(path):
-        if verbose:
-            print(f"trial {trial_id}: resuming from its newest checkpoint on disk (the saved "
-                  "state named one Ray had already replaced)", flush=True)
+    recover_named_checkpoints(path, quiet=verbose == 0)
     data, _ = put_data(settings, input_views(settings), fresh_splits=False)
     trainable, _ = _trainable(settings, data)
     tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,

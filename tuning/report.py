@@ -118,10 +118,6 @@ def _img(ctx: _Exp, name: str, draw, alt: str) -> str:
     return f'<img src="{escape(name)}" alt="{escape(alt)}">'
 
 
-def _n(k: int, noun: str) -> str:
-    return f"{k} {noun}{'' if k == 1 else 's'}"
-
-
 def _note(text: str) -> str:
     return f"<p class=note>{escape(text)}</p>"
 
@@ -166,14 +162,12 @@ def _curves(ctx: _Exp):
     # A trial the budget or the end of the search stopped before its first epoch has no
     # curve to draw; one that trained and left none here keeps it elsewhere.
     epochs = pd.to_numeric(gone.get("epochs", pd.Series(np.nan, gone.index)), errors="coerce")
-    never = list(gone.loc[epochs == 0, "trial_id"])
-    if never:
-        body += _note(f"{_n(len(never), 'trial')} ended before a first epoch, so "
-                      f"{'it has' if len(never) == 1 else 'they have'} no curve: "
-                      f"{', '.join(map(str, never))}.")
-    if unread := len(gone) - len(never):
-        body += _note(f"{_n(unread, 'trial')} that trained {'has' if unread == 1 else 'have'}"
-                      " no readable local progress.csv (remote --storage?).")
+    for ids, why in ((gone.loc[epochs == 0, "trial_id"], "Stopped before a first epoch, so no "
+                      "curve"),
+                     (gone.loc[epochs != 0, "trial_id"], "Trained, but no readable local "
+                      "progress.csv here (remote --storage?)")):
+        if len(ids):
+            body += _note(f"{why}: {', '.join(map(str, ids))}.")
     return ("curves", "Validation F1 per epoch", body)
 
 

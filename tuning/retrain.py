@@ -94,8 +94,8 @@ def retrain_plan(results, settings: TuneSettings, limit: int | None = None,
         with ckpt.as_directory() as d:
             state = load_checkpoint(d)
         cfg = TrainConfig.from_saved(state["config"])
-        other_view = same_view and members and \
-            cfg.input_view != TrainConfig.from_dict(members[0]["config"]).input_view
+        other_view = same_view and members and (
+            cfg.input_view != TrainConfig.from_dict(members[0]["config"]).input_view)
         if other_view or any(m["config"] == cfg.to_dict() for m in members):
             continue
         members.append({"trial_id": str(row["trial_id"]), "config": cfg.to_dict(),
@@ -187,7 +187,7 @@ def _run(settings: TuneSettings, members: list[dict], data: dict, verbose: int) 
     name = _plan_name(members)
     path = f"{settings.tune_path}/{name}"
     if tune.Tuner.can_restore(path):
-        recover_named_checkpoints(path)  # a driver killed between a checkpoint and a save
+        recover_named_checkpoints(path, quiet=verbose == 0)
         tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True,
                                    resume_errored=True)
     else:

@@ -202,8 +202,9 @@ def test_a_trial_without_a_curve_is_named_with_the_reason(experiment, tmp_path):
         (exp / f"trial_{tid}" / "progress.csv").unlink()
     write_report(exp)
     text = _page(exp).sections["curves"]
-    assert f"1 trial ended before a first epoch, so it has no curve: {early}." in text
-    assert "1 trial that trained has no readable local progress.csv" in text
+    assert f"Stopped before a first epoch, so no curve: {early}." in text
+    assert f"Trained, but no readable local progress.csv here (remote --storage?): {remote}." \
+        in text
 
 
 def test_the_report_never_needs_the_data_or_the_model_again(experiment, tmp_path):
