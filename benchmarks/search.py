@@ -9,10 +9,10 @@ same setup, to check the replay against reality and to measure the Ray stack's o
 
 Methods: the notebook grid; random search; random + our ASHA; our TPE without early
 stopping; Ray's documented recipe (`OptunaSearch` + `ASHAScheduler`, nothing of ours);
-Optuna alone (TPE + `SuccessiveHalvingPruner`); ours (`tuning.experiment.build_search`:
-TPE + `FlooredASHA`); ours as `gender tune` runs it (the package's default configuration
-first, as far as the space can express it); and ours without the chance floor (Ray's
-`ASHAScheduler`).
+Optuna alone (TPE + `SuccessiveHalvingPruner`, and TPE + `HyperbandPruner`); ours
+(`tuning.experiment.build_search`: TPE + `FlooredASHA`); ours as `gender tune` runs it
+(the package's default configuration first: the space holds it); and ours without the
+chance floor (Ray's `ASHAScheduler`).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ __all__ = ["run", "FULL", "QUICK", "METHODS", "VERSUS", "replay_all", "summarise
            "make_method"]
 
 # Full: the table of WIDER (VGG11 and VGG19, each with and without batch norm, both heads,
-# three optimisers, three learning rates: 72 configurations) and the grid, at a 6-epoch cap;
-# rungs at 2 and 4 epochs (grace 2, factor 2: two cuts inside the cap, as the defaults put
-# three inside 20 epochs). The budget, 36 trial-epochs, is six full trainings: random
-# search sees a twelfth of the space, the grid its first 6 points. Two workers, as the
+# four optimisers, four learning rates: 128 configurations) and the grid, at a 6-epoch
+# cap; rungs at 2 and 4 epochs (grace 2, factor 2: two cuts inside the cap, as the defaults
+# put three inside 20 epochs). The budget, 36 trial-epochs, is six full trainings: random
+# search sees a twenty-first of the space, the grid its first 6 points. Two workers, as the
 # machine's two cores run two one-CPU trials. A replayed seed costs a fraction of a second,
 # so 200 of them: medians over a few dozen move with the draw of seeds by as much as the
 # differences between methods. Every configuration is tabulated at two training seeds and
@@ -67,13 +67,14 @@ METHODS = {
     "tpe": "our TPE, no early stopping",
     "ray-asha": "Ray's recipe: OptunaSearch + ASHAScheduler",
     "optuna-sha": "Optuna alone: TPE + SuccessiveHalvingPruner",
+    "optuna-hb": "Optuna alone: TPE + HyperbandPruner (its BOHB-like pairing)",
     "ours": "ours: our TPE + FlooredASHA",
     "ours-default-first": "ours as `gender tune` runs it: the default configuration first",
     "ours-plain-asha": "ablation: ours without the chance floor (Ray's ASHAScheduler)",
 }
 ABLATIONS = ("ours-plain-asha",)  # in the JSON and the table, not in the plot
 # Ours and ours as `gender tune` runs it, each against these (a rank test across seeds).
-RIVALS = ("ray-asha", "optuna-sha", "random-asha", "tpe")
+RIVALS = ("ray-asha", "optuna-sha", "optuna-hb", "random-asha", "tpe")
 # Where the summary keeps each of the two's rank tests, by the name printed for it.
 VERSUS = {"ours": "ours_versus", "ours as gender tune runs it": "default_first_versus"}
 
@@ -127,13 +128,15 @@ def make_method(name: str, p: dict, seed: int, table: Table | None = None,
         return GridMethod(grid_configs(p["cap"])[::p["grid_every"]])
     if name == "ray-asha":
         return RayMethod(*ray_recipe(p, seed, w))
-    if name == "optuna-sha":
+    if name in ("optuna-sha", "optuna-hb"):
+        kw = {"min_resource": p["grace_period"], "reduction_factor": p["reduction_factor"]}
+        pruner = (optuna.pruners.SuccessiveHalvingPruner(**kw) if name == "optuna-sha" else
+                  optuna.pruners.HyperbandPruner(max_resource=p["cap"], **kw))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             study = optuna.create_study(
                 direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                pruner=optuna.pruners.SuccessiveHalvingPruner(
-                    min_resource=p["grace_period"], reduction_factor=p["reduction_factor"]))
+                pruner=pruner)
         return OptunaMethod(study, p["space"], _constants(p))
     sampler = "random" if name.startswith("random") else "tpe"
     scheduler = "fifo" if name in ("random", "tpe") else "asha"
