@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
+	$(PIP) install -q --no-compile -e '.[bohb]' $$($(PIP) freeze | grep -iE '^(numpy|pillow)==')
 	$(PY) -m benchmarks
 
 bench-quick: $(STAMP)

@@ -54,11 +54,11 @@ __all__ = ["run", "FULL", "QUICK", "METHODS", "VERSUS", "replay_all", "summarise
 # noise (which configurations happen to train well) does not decide the comparison.
 FULL = {"space": WIDER, "grid_every": 1, "cap": 6, "grace_period": 2, "reduction_factor": 2,
         "budget": 36, "workers": 2, "seeds": 200, "train_seeds": 2, "jitter": 0.1,
-        "live_trials": 6}
+        "live_trials": 6, "bohb_seeds": 5}
 # Quick: a smoke run of the same code on 8 configurations and a quarter of the grid.
 QUICK = {"space": QUICK_SPACE, "grid_every": 4, "cap": 2, "grace_period": 1,
          "reduction_factor": 2, "budget": 12, "workers": 2, "seeds": 2, "train_seeds": 1,
-         "jitter": 0.1, "live_trials": 3}
+         "jitter": 0.1, "live_trials": 3, "bohb_seeds": 1}
 
 METHODS = {
     "grid": "notebook grid (12 configs to the cap)",
@@ -134,9 +134,10 @@ def make_method(name: str, p: dict, seed: int, table: Table | None = None,
                   optuna.pruners.HyperbandPruner(max_resource=p["cap"], **kw))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            # Named: Hyperband assigns a trial's bracket by a hash of the study's name.
             study = optuna.create_study(
-                direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed),
-                pruner=pruner)
+                study_name=f"{name}-{seed}", direction="maximize",
+                sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
         return OptunaMethod(study, p["space"], _constants(p))
     sampler = "random" if name.startswith("random") else "tpe"
     scheduler = "fifo" if name in ("random", "tpe") else "asha"
@@ -255,7 +256,7 @@ def summarise(table: Table, runs: dict, p: dict) -> dict:
     return res
 
 
-def _plot(summary: dict, p: dict, title: str, path) -> None:
+def _plot(summary: dict, p: dict, title: str, path, bohb: dict | None = None) -> None:
     from tuning.report_plots import figure, save
 
     fig = figure(8, 4.8)
@@ -268,6 +269,10 @@ def _plot(summary: dict, p: dict, title: str, path) -> None:
                         lw=2.2 if name.startswith("ours") else 1.2)
         ax.fill_between(x, m["curve_q25"], m["curve_q75"], step="post", alpha=0.15,
                         color=line.get_color())
+    if bohb and bohb.get("seeds"):
+        curves = np.stack([_padded(Run(best=s["best"]), p["budget"]) for s in bohb["seeds"]])
+        ax.step(x, np.median(curves, axis=0), where="post", color="black", ls="--", lw=1.2,
+                label=f"{bohb['label']}, {len(curves)} seeds (median)")
     ax.axhline(summary["random_final_best_median"], color="grey", ls="--", lw=0.8,
                label="random search's final best (median)")
     ax.axvline(p["budget"] / 4, color="grey", ls=":", lw=0.8, label="1/4 of the budget")
@@ -429,6 +434,126 @@ def live_check(name: str, table: Table, p: dict, data, root) -> dict:
     return out
 
 
+# --- live: Ray's BOHB, which the replay cannot run -------------------------------------------
+
+def bohb_space(space: dict, constants: dict):
+    """The space as a ConfigSpace (TuneBOHB takes no define-by-run function): a categorical
+    per searched parameter, a constant for every fixed one and for `constants`."""
+    import ConfigSpace as CS
+
+    cs = CS.ConfigurationSpace(seed=0)
+    for name, spec in space.items():
+        values = spec["choices"]
+        cs.add(CS.Constant(name, values[0]) if len(values) == 1
+               else CS.CategoricalHyperparameter(name, values))
+    for name, value in constants.items():
+        cs.add(CS.Constant(name, value))
+    return cs
+
+
+def bohb_trial(params: dict, data: dict) -> None:
+    """The project's trainable; ConfigSpace hands numpy scalars (np.True_), TrainConfig
+    takes Python ones."""
+    from tuning.trainable import train_trial
+
+    train_trial({k: v.item() if hasattr(v, "item") else v for k, v in params.items()}, data)
+
+
+def trial_epochs_stopper(budget: int):
+    """A Tune stopper that ends the whole run once `budget` epochs of all trials have
+    reported (epochs running then may still report; the curve counts the first `budget`)."""
+    from ray.tune import Stopper
+
+    class TrialEpochs(Stopper):
+        def __init__(self):
+            self.seen = 0
+
+        def __call__(self, trial_id, result) -> bool:
+            self.seen += 1
+            return False
+
+        def stop_all(self) -> bool:
+            return self.seen >= budget
+
+    return TrialEpochs()
+
+
+def live_bohb(table: Table, p: dict, data, root, bar: float) -> dict:
+    """Ray's documented BOHB (`TuneBOHB` + `HyperBandForBOHB`, max_t the cap, the
+    benchmark's reduction factor) live, `bohb_seeds` seeds, the budget in trial-epochs as
+    the replays: it pauses trials and resumes them from their checkpoints, which the replay
+    does not emulate. Trials train with training seed 0, so it is compared with the replays
+    of that tabulation (even seeds)."""
+    try:
+        from ray.tune.search.bohb import TuneBOHB
+    except ImportError as e:  # hpbandster / ConfigSpace: pip install -e '.[bohb]'
+        return {"skipped": f"BOHB needs hpbandster and ConfigSpace ({e}): "
+                           "pip install -e '.[bohb]'"}
+    from ray import tune
+    from ray.tune.schedulers import HyperBandForBOHB
+
+    from tuning.experiment import input_views, put_data
+
+    table0 = table.tabulation(0)
+    configs = table0.configs()
+    _start_ray()
+    seeds = []
+    for seed in range(p["bohb_seeds"]):
+        settings = TuneSettings(data=str(data), name=f"live-bohb-{seed}",
+                                results=str(root.resolve()), max_epochs=p["cap"],
+                                space=p["space"], seed=TRAIN_SEED, retrain=False)
+        settings.save()
+        views, _ = put_data(settings, input_views(settings), fresh_splits=True)
+        t0 = time.perf_counter()
+        tune.Tuner(
+            tune.with_resources(tune.with_parameters(bohb_trial, data=views), {"cpu": 1}),
+            tune_config=tune.TuneConfig(
+                search_alg=TuneBOHB(space=bohb_space(p["space"], _constants(p)),
+                                    metric="val_f1", mode="max", seed=seed),
+                scheduler=HyperBandForBOHB(time_attr="training_iteration", metric="val_f1",
+                                           mode="max", max_t=p["cap"],
+                                           reduction_factor=p["reduction_factor"]),
+                num_samples=-1),
+            run_config=tune.RunConfig(name=settings.name, storage_path=settings.storage_path,
+                                      stop=trial_epochs_stopper(p["budget"]), verbose=0),
+        ).fit()
+        wall = time.perf_counter() - t0
+        trials = _live_trials(settings.exp_dir, table0)
+        best = _live_best_curve(trials)[:p["budget"]]
+        diffs = [max(abs(a - b["val_f1"]) for a, b in
+                     zip(t["val_f1"], table0.curve(configs[t["config"]]), strict=False))
+                 for t in trials]
+        reach = next((i for i, b in enumerate(best, 1) if b >= bar - 1e-12), math.inf)
+        seeds.append({"seed": seed, "final_best": best[-1] if best else 0.0,
+                      "epochs_to_random_best": reach, "epochs": len(best),
+                      "trials": len(trials), "wall_seconds": wall,
+                      "curves_equal_table": sum(d < 1e-9 for d in diffs),
+                      "max_abs_f1_diff_vs_table": max(diffs) if diffs else math.nan,
+                      "trial_epochs": [len(t["val_f1"]) for t in trials],
+                      "best": [round(v, 4) for v in best]})
+        print(f"search: live bohb seed {seed}: {len(trials)} trials, best "
+              f"{seeds[-1]['final_best']:.4f}, random's best reached after {reach} "
+              f"trial-epochs, {wall:.0f} s; curves equal to the table's "
+              f"{seeds[-1]['curves_equal_table']}/{len(trials)}", flush=True)
+    final = [s["final_best"] for s in seeds]
+    reach = [s["epochs_to_random_best"] for s in seeds]
+    return {"label": "Ray's BOHB: TuneBOHB + HyperBandForBOHB (live)", "seeds": seeds,
+            "final_best": _quartiles(final), "epochs_to_random_best": _quartiles(reach),
+            "reached_random_best": int(np.isfinite(reach).sum())}
+
+
+def bohb_versus(bohb: dict, summary: dict) -> dict:
+    """BOHB's live seeds against each method's replays on the same tabulation (even seeds)."""
+    if "seeds" not in bohb:
+        return {}
+    out = {}
+    for name in ("ours", "ours-default-first", "ray-asha", "optuna-sha", "random"):
+        rep = [s for s in summary["methods"][name]["seeds"] if s["seed"] % 2 == 0]
+        out[name] = {k: _versus([s[k] for s in bohb["seeds"]], [s[k] for s in rep], hib)
+                     for k, hib in (("final_best", True), ("epochs_to_random_best", False))}
+    return out
+
+
 def run(opts: Options) -> dict:
     data = data_dir(opts, "search")
     if data is None:
@@ -441,12 +566,14 @@ def run(opts: Options) -> dict:
     runs = replay_all(table, p)
     summary = summarise(table, runs, p)
     lives = [live_check(m, table, p, data, opts.runs / "search") for m in ("ours", "ray-asha")]
+    bohb = live_bohb(table, p, data, opts.runs / "search", summary["random_final_best_median"])
+    bohb["versus"] = bohb_versus(bohb, summary)
     png = opts.out / "search.png"
     png.parent.mkdir(parents=True, exist_ok=True)
     _plot(summary, p, f"{len(table)} tabulated configurations x {len(table.train_seeds)} "
           f"training seeds ({data.name}, width 0.125, 32 px, "
           f"cap {p['cap']}), {p['seeds']} seeds, {p['workers']} workers"
-          + (" (quick: a smoke run)" if opts.quick else ""), png)
+          + (" (quick: a smoke run)" if opts.quick else ""), png, bohb)
     rows = [{"method": n, "label": m["label"], **{f"{k}_{q}": m[k][q] for k in
              ("final_best", "epochs_to_random_best") for q in ("median", "q25", "q75")},
              "reached": f"{m['reached_random_best']}/{p['seeds']}",
@@ -469,6 +596,18 @@ def run(opts: Options) -> dict:
                   f"{c['final_best']['p_value']:.2g}); epochs to random's best "
                   f"{c['epochs_to_random_best']['verdict']} (p "
                   f"{c['epochs_to_random_best']['p_value']:.2g})")
+    if "seeds" in bohb:
+        print(f"search: Ray's BOHB live, {len(bohb['seeds'])} seeds: best F1 "
+              f"{bohb['final_best']['median']:.4f}, trial-epochs to random's best "
+              f"{bohb['epochs_to_random_best']['median']} (reached in "
+              f"{bohb['reached_random_best']})")
+        for other, c in bohb["versus"].items():
+            print(f"search: bohb vs {other} (its even seeds): final best "
+                  f"{c['final_best']['verdict']} (p {c['final_best']['p_value']:.2g}); epochs to "
+                  f"random's best {c['epochs_to_random_best']['verdict']} (p "
+                  f"{c['epochs_to_random_best']['p_value']:.2g})")
+    else:
+        print(f"search: Ray's BOHB: {bohb['skipped']}")
     return {"params": {k: v for k, v in p.items() if k != "space"}, "space": p["space"],
             "pool": {"configs": [c.to_dict() for c in table.configs()], "size": len(table),
                      "train_seeds": table.train_seeds,
@@ -477,4 +616,4 @@ def run(opts: Options) -> dict:
                      "curves": [[[round(e["val_f1"], 4) for e in row["epochs"]]
                                  for row in table.tabulation(k).doc["configs"]]
                                 for k in range(len(table.train_seeds))]},
-            "data": str(data), **summary, "live": lives, "plot": str(png)}
+            "data": str(data), **summary, "live": lives, "bohb": bohb, "plot": str(png)}

@@ -91,6 +91,22 @@ def _search(d: dict) -> list[tuple[str, str]]:
                     f"{o['per_epoch_s']:.2f}; {o['trial_start_s']:.2f}; "
                     f"{o['launch_and_idle_per_trial_s']:.1f}; "
                     f"{o['loop_epoch_in_ray_vs_table']:.2f}"))
+    b = d.get("bohb")
+    if b and "seeds" in b:
+        n = len(b["seeds"])
+        out.append((f"{b['label']}, {n} seeds at training seed 0, the same budget",
+                    f"{_iqr(b['final_best'], 3)}; {_iqr(b['epochs_to_random_best'], 0)} "
+                    f"({b['reached_random_best']}/{n}); curves equal to the table's "
+                    f"{sum(s['curves_equal_table'] for s in b['seeds'])}/"
+                    f"{sum(s['trials'] for s in b['seeds'])} trials"))
+        for other, c in b["versus"].items():
+            f, e = c["final_best"], c["epochs_to_random_best"]
+            out.append((f"live BOHB vs {d['methods'][other]['label']} (its replays at training "
+                        "seed 0; Mann-Whitney U, p < 0.05)",
+                        f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to "
+                        f"random's best {e['verdict']} (p {e['p_value']:.2g})"))
+    elif b:
+        out.append(("Ray's BOHB (live)", f"skipped: {b['skipped']}"))
     return out
 
 

@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.replay import simulate
-from benchmarks.search import METHODS, QUICK, make_method, replay_all, summarise
+from benchmarks.search import (
+    FULL,
+    METHODS,
+    QUICK,
+    bohb_space,
+    make_method,
+    replay_all,
+    summarise,
+    trial_epochs_stopper,
+)
 from benchmarks.search_pool import (
     QUICK_SPACE,
     SCALE,
@@ -20,7 +29,7 @@ from benchmarks.search_pool import (
     with_train_seeds,
 )
 from gender.config import TrainConfig
-from tuning.space import default_point
+from tuning.space import default_point, trial_config
 
 CAP = 6
 P = {**QUICK, "cap": CAP, "grace_period": 2, "reduction_factor": 2, "budget": 60, "seeds": 2}
@@ -155,3 +164,24 @@ def test_ours_as_gender_tune_runs_it_tries_the_default_configuration_first():
 
     assert all(first("ours-default-first", s) == point for s in range(4))
     assert any(first("ours", s) != point for s in range(4))  # TPE's own start is random
+
+
+def test_bohb_samples_only_configurations_of_the_table():
+    # TuneBOHB takes a ConfigSpace, not our define-by-run space: every configuration it can
+    # sample must be one the table holds, at the cap and the training seed.
+    cs = bohb_space(WIDER, {"epochs": CAP, "seed": 0})
+    keys = {config_key(c) for c in pool_configs(WIDER, CAP)}
+    cs.seed(1)
+    sampled = [trial_config({k: v.item() if hasattr(v, "item") else v
+                             for k, v in dict(c).items()})
+               for c in cs.sample_configuration(200)]
+    assert all(config_key(c) in keys for c in sampled)
+    assert len({config_key(c) for c in sampled}) > 64  # it reaches most of the 128
+
+
+def test_the_trial_epochs_stopper_ends_the_run_at_the_budget():
+    stop = trial_epochs_stopper(FULL["budget"])
+    for i in range(FULL["budget"]):
+        assert not stop.stop_all()
+        assert stop(f"t{i % 3}", {"training_iteration": 1}) is False  # no trial alone
+    assert stop.stop_all()
