@@ -329,6 +329,14 @@ def _live_trials(exp_dir, table: Table) -> list[dict]:
     return out
 
 
+def _diffs_vs_table(trials: list[dict], table: Table) -> list[float]:
+    """Per live trial, the largest |F1 - the table's F1| over the epochs it ran."""
+    configs = table.configs()
+    return [max(abs(a - b["val_f1"]) for a, b in
+                zip(t["val_f1"], table.curve(configs[t["config"]]), strict=False))
+            for t in trials]
+
+
 def _live_best_curve(trials: list[dict]) -> list[float]:
     """Best F1 so far after each trial-epoch, epochs ordered by report time (whole seconds;
     ties in creation order)."""
@@ -378,9 +386,7 @@ def live_check(name: str, table: Table, p: dict, data, root) -> dict:
                    budget=10**9, workers=p["workers"], seed=TRAIN_SEED, jitter=0.0,
                    max_trials=n)
     configs = table.configs()
-    diffs = [max(abs(a - b["val_f1"]) for a, b in
-                 zip(t["val_f1"], table.curve(configs[t["config"]]), strict=False))
-             for t in live]
+    diffs = _diffs_vs_table(live, table)
     # Live and replayed trials matched by configuration (two trials that start together
     # may swap places live): how many configurations both ran, and how many of those
     # stopped at the same epoch.
@@ -451,12 +457,17 @@ def bohb_space(space: dict, constants: dict):
     return cs
 
 
+def native(params) -> dict:
+    """A ConfigSpace configuration's values as Python scalars (it hands numpy ones, such as
+    np.True_, which TrainConfig refuses)."""
+    return {k: v.item() if hasattr(v, "item") else v for k, v in dict(params).items()}
+
+
 def bohb_trial(params: dict, data: dict) -> None:
-    """The project's trainable; ConfigSpace hands numpy scalars (np.True_), TrainConfig
-    takes Python ones."""
+    """The project's trainable, given Python scalars."""
     from tuning.trainable import train_trial
 
-    train_trial({k: v.item() if hasattr(v, "item") else v for k, v in params.items()}, data)
+    train_trial(native(params), data)
 
 
 def trial_epochs_stopper(budget: int):
@@ -495,7 +506,6 @@ def live_bohb(table: Table, p: dict, data, root, bar: float) -> dict:
     from tuning.experiment import input_views, put_data
 
     table0 = table.tabulation(0)
-    configs = table0.configs()
     _start_ray()
     seeds = []
     for seed in range(p["bohb_seeds"]):
@@ -520,10 +530,8 @@ def live_bohb(table: Table, p: dict, data, root, bar: float) -> dict:
         wall = time.perf_counter() - t0
         trials = _live_trials(settings.exp_dir, table0)
         best = _live_best_curve(trials)[:p["budget"]]
-        diffs = [max(abs(a - b["val_f1"]) for a, b in
-                     zip(t["val_f1"], table0.curve(configs[t["config"]]), strict=False))
-                 for t in trials]
-        reach = next((i for i, b in enumerate(best, 1) if b >= bar - 1e-12), math.inf)
+        diffs = _diffs_vs_table(trials, table0)
+        reach = Run(best=best).epochs_to_reach(bar)
         seeds.append({"seed": seed, "final_best": best[-1] if best else 0.0,
                       "epochs_to_random_best": reach, "epochs": len(best),
                       "trials": len(trials), "wall_seconds": wall,

@@ -50,7 +50,7 @@ _DEFAULT = TrainConfig()
 
 
 def _with(spec: dict, value) -> dict:
-    return {"choices": sorted({*spec["choices"], value}, key=lambda v: (str(type(v)), v))}
+    return {"choices": sorted({*spec["choices"], value})}
 
 
 WIDER = validate_space({**SPACE, "arch": {"choices": ["vgg11", "vgg19"]},

@@ -12,6 +12,7 @@ from benchmarks.search import (
     QUICK,
     bohb_space,
     make_method,
+    native,
     replay_all,
     summarise,
     trial_epochs_stopper,
@@ -172,9 +173,7 @@ def test_bohb_samples_only_configurations_of_the_table():
     cs = bohb_space(WIDER, {"epochs": CAP, "seed": 0})
     keys = {config_key(c) for c in pool_configs(WIDER, CAP)}
     cs.seed(1)
-    sampled = [trial_config({k: v.item() if hasattr(v, "item") else v
-                             for k, v in dict(c).items()})
-               for c in cs.sample_configuration(200)]
+    sampled = [trial_config(native(c)) for c in cs.sample_configuration(200)]
     assert all(config_key(c) in keys for c in sampled)
     assert len({config_key(c) for c in sampled}) > 64  # it reaches most of the 128
 
