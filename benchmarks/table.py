@@ -24,6 +24,11 @@ def _x(v: float, digits: int = 2) -> str:
     return "never" if v is None or math.isinf(v) else f"{v:.{digits}f}"
 
 
+def _n(v: float | None, digits: int = 2) -> str:
+    """A measurement that may be missing (NaN, saved as null: e.g. no second epoch ran)."""
+    return "n/a" if v is None or math.isnan(v) else f"{v:.{digits}f}"
+
+
 def _efficiency(d: dict) -> list[tuple[str, str]]:
     grid_e = d["grid_trial_epochs"]
     out = []
@@ -88,9 +93,9 @@ def _search(d: dict) -> list[tuple[str, str]]:
                     f"{live['best_replay']:.3f}"))
         out.append((f"live {live['method']}: Ray's seconds per epoch beyond the loop's; at a "
                     f"trial's start; launching and idle per trial; loop epoch in Ray / table",
-                    f"{o['per_epoch_s']:.2f}; {o['trial_start_s']:.2f}; "
-                    f"{o['launch_and_idle_per_trial_s']:.1f}; "
-                    f"{o['loop_epoch_in_ray_vs_table']:.2f}"))
+                    f"{_n(o['per_epoch_s'])}; {_n(o['trial_start_s'])}; "
+                    f"{_n(o['launch_and_idle_per_trial_s'], 1)}; "
+                    f"{_n(o['loop_epoch_in_ray_vs_table'])}"))
     b = d.get("bohb")
     if b and "seeds" in b:
         n = len(b["seeds"])
