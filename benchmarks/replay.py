@@ -25,7 +25,8 @@ from benchmarks.search_pool import Table
 from gender.config import TrainConfig
 from tuning.space import define_by_run, trial_config
 
-__all__ = ["simulate", "Run", "SimTrial", "RayMethod", "OptunaMethod", "GridMethod"]
+__all__ = ["simulate", "Run", "SimTrial", "RayMethod", "OptunaMethod", "GridMethod",
+           "OracleStopping"]
 
 
 @dataclass
@@ -158,6 +159,32 @@ class GridMethod:
 
     def complete(self, trial: SimTrial, result: dict) -> None:
         pass
+
+
+class OracleStopping:
+    """A bound, not a method: another method's proposals, with a stopper that reads the
+    table. A trial whose curve never reaches `bar` stops after its first epoch (the least a
+    started trial costs), one whose curve does stops when it gets there. No stopping rule
+    reaches `bar` on the same proposals with fewer trial-epochs (exactly so on one worker;
+    on several, up to the order in which concurrent epochs finish)."""
+
+    def __init__(self, proposals, bar: float):
+        self.proposals, self.bar = proposals, bar
+
+    def suggest(self, trial_id: str) -> dict | None:
+        return self.proposals.suggest(trial_id)
+
+    def add(self, trial: SimTrial) -> None:
+        self.proposals.add(trial)
+
+    def result(self, trial: SimTrial, result: dict) -> bool:
+        if result["val_f1"] >= self.bar - 1e-12:
+            return True
+        return max(e["val_f1"] for e in trial.curve) < self.bar - 1e-12
+
+    def complete(self, trial: SimTrial, result: dict) -> None:
+        # The searcher learns the trial's last result, as from any early-stopped trial.
+        self.proposals.complete(trial, result)
 
 
 def simulate(method, table: Table, *, budget: int, workers: int, seed: int,

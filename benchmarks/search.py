@@ -12,7 +12,8 @@ stopping; Ray's documented recipe (`OptunaSearch` + `ASHAScheduler`, nothing of 
 Optuna alone (TPE + `SuccessiveHalvingPruner`, and TPE + `HyperbandPruner`); ours
 (`tuning.experiment.build_search`: TPE + `FlooredASHA`); ours as `gender tune` runs it
 (the package's default configuration first: the space holds it); and ours without the
-chance floor (Ray's `ASHAScheduler`).
+chance floor (Ray's `ASHAScheduler`). Beside them, two bounds: random and TPE proposals
+with a stopper that knows the table, the soonest any stopping rule could reach the bar.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, trial_frames, tune_once
-from benchmarks.replay import GridMethod, OptunaMethod, RayMethod, Run, simulate
+from benchmarks.replay import GridMethod, OptunaMethod, OracleStopping, RayMethod, Run, simulate
 from benchmarks.search_pool import (
     QUICK_SPACE,
     TRAIN_SEED,
@@ -39,8 +40,8 @@ from benchmarks.search_pool import (
 from tuning.settings import TuneSettings
 from tuning.space import default_point, define_by_run, trial_config
 
-__all__ = ["run", "FULL", "QUICK", "METHODS", "VERSUS", "replay_all", "summarise",
-           "make_method"]
+__all__ = ["run", "FULL", "QUICK", "METHODS", "VERSUS", "BOUNDS", "replay_all", "summarise",
+           "make_method", "oracle_bounds"]
 
 # Full: the table of WIDER (VGG11 and VGG19, each with and without batch norm, both heads,
 # four optimisers, four learning rates: 128 configurations) and the grid, at a 6-epoch
@@ -73,6 +74,10 @@ METHODS = {
     "ours-plain-asha": "ablation: ours without the chance floor (Ray's ASHAScheduler)",
 }
 ABLATIONS = ("ours-plain-asha",)  # in the JSON and the table, not in the plot
+# How soon any stopping rule could reach random search's final best, given these methods'
+# proposals: the stopper knows the table (`OracleStopping`). Not contestants: bounds.
+BOUNDS = {"random": "random proposals, oracle stopping",
+          "tpe": "our TPE's proposals, oracle stopping"}
 # Ours and ours as `gender tune` runs it, each against these (a rank test across seeds).
 RIVALS = ("ray-asha", "optuna-sha", "optuna-hb", "random-asha", "tpe")
 # Where the summary keeps each of the two's rank tests, by the name printed for it.
@@ -163,6 +168,22 @@ def replay_all(table: Table, p: dict, methods=METHODS, seeds: int | None = None)
         print(f"search: replayed {name} x {len(runs[name])} seeds "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
     return runs
+
+
+def oracle_bounds(table: Table, p: dict, bar: float, seeds: int | None = None) -> dict:
+    """Per entry of BOUNDS: trial-epochs to reach `bar` with that method's proposals and a
+    stopper that knows every curve, over the same seeds and tabulations as the replays."""
+    out = {}
+    for name, label in BOUNDS.items():
+        reach = [simulate(OracleStopping(make_method(name, p, s), bar), table.tabulation(s),
+                          budget=p["budget"], workers=p["workers"], seed=s,
+                          jitter=p["jitter"]).epochs_to_reach(bar)
+                 for s in range(seeds or p["seeds"])]
+        q = _quartiles(reach)
+        out[name] = {"label": label, "epochs_to_random_best": q,
+                     "reached_random_best": int(np.isfinite(reach).sum()),
+                     "fraction_of_budget": q["median"] / p["budget"]}
+    return out
 
 
 def _quartiles(values) -> dict:
@@ -573,6 +594,7 @@ def run(opts: Options) -> dict:
                           rebuild=opts.rebuild)
     runs = replay_all(table, p)
     summary = summarise(table, runs, p)
+    summary["bounds"] = oracle_bounds(table, p, summary["random_final_best_median"])
     lives = [live_check(m, table, p, data, opts.runs / "search") for m in ("ours", "ray-asha")]
     bohb = live_bohb(table, p, data, opts.runs / "search", summary["random_final_best_median"])
     bohb["versus"] = bohb_versus(bohb, summary)
@@ -598,6 +620,10 @@ def run(opts: Options) -> dict:
           f"budget): {'met' if t['met'] else 'NOT met'} ({t['fraction']:.3g})"
           + (f"; as gender tune runs it: {'met' if first['met'] else 'NOT met'} "
              f"({first['fraction']:.3g})" if first else "") + f"; plot {png}")
+    for b in summary["bounds"].values():
+        print(f"search: bound, {b['label']}: {b['epochs_to_random_best']['median']} trial-epochs "
+              f"to random's best ({b['fraction_of_budget']:.3g} of the budget; reached in "
+              f"{b['reached_random_best']} seeds)")
     for mine, key in VERSUS.items():
         for other, c in summary.get(key, {}).items():
             print(f"search: {mine} vs {other}: final best {c['final_best']['verdict']} (p "

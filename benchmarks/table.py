@@ -77,6 +77,10 @@ def _search(d: dict) -> list[tuple[str, str]]:
             out.append((f"{mine} vs {d['methods'][other]['label']} (Mann-Whitney U, p < 0.05)",
                         f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to "
                         f"random's best {e['verdict']} (p {e['p_value']:.2g})"))
+    for b in d.get("bounds", {}).values():
+        out.append((f"bound: {b['label']} (the stopper knows the table)",
+                    f"{_iqr(b['epochs_to_random_best'], 0)} trial-epochs to random's best "
+                    f"({b['reached_random_best']}/{seeds})"))
     t = d["target"]
     out.append((f"target: {t['rule']}", f"{'met' if t['met'] else 'not met'} "
                 f"({_x(t['fraction'])})"))

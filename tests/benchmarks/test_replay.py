@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.replay import simulate
+from benchmarks.replay import OracleStopping, simulate
 from benchmarks.search import (
     FULL,
     METHODS,
@@ -13,6 +13,7 @@ from benchmarks.search import (
     bohb_space,
     make_method,
     native,
+    oracle_bounds,
     replay_all,
     summarise,
     trial_epochs_stopper,
@@ -184,3 +185,41 @@ def test_the_trial_epochs_stopper_ends_the_run_at_the_budget():
         assert not stop.stop_all()
         assert stop(f"t{i % 3}", {"training_iteration": 1}) is False  # no trial alone
     assert stop.stop_all()
+
+
+def _second_best_of_the_space(table: Table) -> float:
+    """A bar that two of the quick space's configurations reach (the grid's are not
+    proposed)."""
+    space = table.configs()[:len(space_points(QUICK_SPACE))]  # the grid's follow
+    return sorted(max(e["val_f1"] for e in table.curve(c)) for c in space)[-2]
+
+
+@pytest.mark.parametrize("name", ["random-asha", "random"])
+def test_no_stopping_rule_reaches_the_bar_sooner_than_the_oracle_on_the_same_proposals(name):
+    # One worker: a method's trial-epochs to a bar are the epochs of the trials before the
+    # first that reaches it, plus that trial's epochs to the bar. The oracle spends one epoch
+    # on each trial that never gets there and none past the bar; random proposals do not
+    # depend on results, so both see the same sequence.
+    table = _table()
+    bar = _second_best_of_the_space(table)
+    for seed in range(4):
+        oracle = simulate(OracleStopping(make_method("random", P, seed), bar), table,
+                          budget=60, workers=1, seed=seed, jitter=0.0)
+        other = simulate(make_method(name, P, seed), table, budget=60, workers=1, seed=seed,
+                         jitter=0.0)
+        assert oracle.epochs_to_reach(bar) <= other.epochs_to_reach(bar) < float("inf")
+        for t in oracle.trials:
+            curve = [e["val_f1"] for e in table.curve(table.configs()[t["config"]])]
+            reach = next((i for i, f in enumerate(curve, 1) if f >= bar), None)
+            last = t is oracle.trials[-1]  # may be cut short by the budget
+            assert t["epochs"] == (reach or 1) or (last and t["epochs"] < (reach or 1))
+
+
+def test_the_bounds_replay_every_seed_with_the_proposals_of_their_method():
+    table = _table()
+    bar = _second_best_of_the_space(table)
+    bounds = oracle_bounds(table, P, bar)
+    assert set(bounds) == {"random", "tpe"}
+    assert all(b["reached_random_best"] == P["seeds"] for b in bounds.values())
+    assert bounds["random"]["fraction_of_budget"] == (
+        bounds["random"]["epochs_to_random_best"]["median"] / P["budget"])
