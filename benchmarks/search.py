@@ -536,7 +536,7 @@ def live_bohb(table: Table, p: dict, data, root, bar: float) -> dict:
         settings.save()
         views, _ = put_data(settings, input_views(settings), fresh_splits=True)
         t0 = time.perf_counter()
-        tune.Tuner(
+        tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(bohb_trial, data=views), {"cpu": 1}),
             tune_config=tune.TuneConfig(
                 search_alg=TuneBOHB(space=bohb_space(p["space"], _constants(p)),
@@ -547,7 +547,15 @@ def live_bohb(table: Table, p: dict, data, root, bar: float) -> dict:
                 num_samples=-1),
             run_config=tune.RunConfig(name=settings.name, storage_path=settings.storage_path,
                                       stop=trial_epochs_stopper(p["budget"]), verbose=0),
-        ).fit()
+        )
+        try:
+            tuner.fit()
+        except RuntimeError as e:
+            # The run has ended; building its ResultGrid fails when the stopper ended it
+            # while a trial the searcher had created was still waiting to start (it has
+            # no folder). The trials are read from disk below, so nothing is lost.
+            if "trial_dir_name" not in str(e):
+                raise
         wall = time.perf_counter() - t0
         trials = _live_trials(settings.exp_dir, table0)
         best = _live_best_curve(trials)[:p["budget"]]
