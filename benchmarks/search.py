@@ -41,7 +41,7 @@ from tuning.settings import TuneSettings
 from tuning.space import default_point, define_by_run, trial_config
 
 __all__ = ["run", "FULL", "QUICK", "METHODS", "VERSUS", "BOUNDS", "replay_all", "summarise",
-           "make_method", "oracle_bounds"]
+           "make_method", "oracle_bounds", "verdicts"]
 
 # Full: the table of WIDER (VGG11 and VGG19, each with and without batch norm, both heads,
 # four optimisers, four learning rates: 128 configurations) and the grid, at a 6-epoch
@@ -221,6 +221,14 @@ def _versus(a: list[float], b: list[float], higher_is_better: bool) -> dict:
     better = mx > my if higher_is_better else mx < my
     verdict = "tie" if p_value >= 0.05 or mx == my else ("win" if better else "loss")
     return {"verdict": verdict, "p_value": p_value, "median": mx, "other_median": my}
+
+
+def verdicts(c: dict) -> str:
+    """One comparison's two rank tests (`_versus` on best F1 and on trial-epochs to random
+    search's best) as a sentence, for the printed summary and the README table."""
+    f, e = c["final_best"], c["epochs_to_random_best"]
+    return (f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to random's best "
+            f"{e['verdict']} (p {e['p_value']:.2g})")
 
 
 def summarise(table: Table, runs: dict, p: dict) -> dict:
@@ -523,6 +531,7 @@ def live_bohb(table: Table, p: dict, data, root, bar: float) -> dict:
                            "pip install -e '.[bohb]'"}
     from ray import tune
     from ray.tune.schedulers import HyperBandForBOHB
+    from ray.tune.search import ConcurrencyLimiter
 
     from tuning.experiment import input_views, put_data
 
@@ -536,26 +545,23 @@ def live_bohb(table: Table, p: dict, data, root, bar: float) -> dict:
         settings.save()
         views, _ = put_data(settings, input_views(settings), fresh_splits=True)
         t0 = time.perf_counter()
-        tuner = tune.Tuner(
+        # In a ConcurrencyLimiter as Ray's bohb_example writes it (TuneBOHB takes the limit
+        # and leaves paused trials out of it). Without one, Ray stages one created trial at
+        # a time, and a run the stopper ends while another waits cannot build its results.
+        searcher = ConcurrencyLimiter(TuneBOHB(space=bohb_space(p["space"], _constants(p)),
+                                               metric="val_f1", mode="max", seed=seed),
+                                      max_concurrent=p["workers"])
+        tune.Tuner(
             tune.with_resources(tune.with_parameters(bohb_trial, data=views), {"cpu": 1}),
             tune_config=tune.TuneConfig(
-                search_alg=TuneBOHB(space=bohb_space(p["space"], _constants(p)),
-                                    metric="val_f1", mode="max", seed=seed),
+                search_alg=searcher,
                 scheduler=HyperBandForBOHB(time_attr="training_iteration", metric="val_f1",
                                            mode="max", max_t=p["cap"],
                                            reduction_factor=p["reduction_factor"]),
                 num_samples=-1),
             run_config=tune.RunConfig(name=settings.name, storage_path=settings.storage_path,
                                       stop=trial_epochs_stopper(p["budget"]), verbose=0),
-        )
-        try:
-            tuner.fit()
-        except RuntimeError as e:
-            # The run has ended; building its ResultGrid fails when the stopper ended it
-            # while a trial the searcher had created was still waiting to start (it has
-            # no folder). The trials are read from disk below, so nothing is lost.
-            if "trial_dir_name" not in str(e):
-                raise
+        ).fit()
         wall = time.perf_counter() - t0
         trials = _live_trials(settings.exp_dir, table0)
         best = _live_best_curve(trials)[:p["budget"]]
@@ -634,20 +640,14 @@ def run(opts: Options) -> dict:
               f"{b['reached_random_best']} seeds)")
     for mine, key in VERSUS.items():
         for other, c in summary.get(key, {}).items():
-            print(f"search: {mine} vs {other}: final best {c['final_best']['verdict']} (p "
-                  f"{c['final_best']['p_value']:.2g}); epochs to random's best "
-                  f"{c['epochs_to_random_best']['verdict']} (p "
-                  f"{c['epochs_to_random_best']['p_value']:.2g})")
+            print(f"search: {mine} vs {other}: {verdicts(c)}")
     if "seeds" in bohb:
         print(f"search: Ray's BOHB live, {len(bohb['seeds'])} seeds: best F1 "
               f"{bohb['final_best']['median']:.4f}, trial-epochs to random's best "
               f"{bohb['epochs_to_random_best']['median']} (reached in "
               f"{bohb['reached_random_best']})")
         for other, c in bohb["versus"].items():
-            print(f"search: bohb vs {other} (its even seeds): final best "
-                  f"{c['final_best']['verdict']} (p {c['final_best']['p_value']:.2g}); epochs to "
-                  f"random's best {c['epochs_to_random_best']['verdict']} (p "
-                  f"{c['epochs_to_random_best']['p_value']:.2g})")
+            print(f"search: bohb vs {other} (its even seeds): {verdicts(c)}")
     else:
         print(f"search: Ray's BOHB: {bohb['skipped']}")
     return {"params": {k: v for k, v in p.items() if k != "space"}, "space": p["space"],

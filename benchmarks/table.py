@@ -67,16 +67,14 @@ def _search(d: dict) -> list[tuple[str, str]]:
         out.append((m["label"], f"{_iqr(m['final_best'], 3)}; "
                     f"{_iqr(m['epochs_to_random_best'], 0)} "
                     f"({m['reached_random_best']}/{seeds})"))
-    from benchmarks.search import VERSUS
+    from benchmarks.search import VERSUS, verdicts
 
     for mine, key in VERSUS.items():
         for other, c in d.get(key, {}).items():
             if other in ("random-asha", "tpe"):
                 continue
-            f, e = c["final_best"], c["epochs_to_random_best"]
             out.append((f"{mine} vs {d['methods'][other]['label']} (Mann-Whitney U, p < 0.05)",
-                        f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to "
-                        f"random's best {e['verdict']} (p {e['p_value']:.2g})"))
+                        verdicts(c)))
     for b in d.get("bounds", {}).values():
         out.append((f"bound: {b['label']} (the stopper knows the table)",
                     f"{_iqr(b['epochs_to_random_best'], 0)} trial-epochs to random's best "
@@ -109,11 +107,8 @@ def _search(d: dict) -> list[tuple[str, str]]:
                     f"{sum(s['curves_equal_table'] for s in b['seeds'])}/"
                     f"{sum(s['trials'] for s in b['seeds'])} trials"))
         for other, c in b["versus"].items():
-            f, e = c["final_best"], c["epochs_to_random_best"]
             out.append((f"live BOHB vs {d['methods'][other]['label']} (its replays at training "
-                        "seed 0; Mann-Whitney U, p < 0.05)",
-                        f"best F1 {f['verdict']} (p {f['p_value']:.2g}); trial-epochs to "
-                        f"random's best {e['verdict']} (p {e['p_value']:.2g})"))
+                        "seed 0; Mann-Whitney U, p < 0.05)", verdicts(c)))
     elif b:
         out.append(("Ray's BOHB (live)", f"skipped: {b['skipped']}"))
     return out
