@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true",
                     help="search: retrain its cached table of learning curves")
     ap.add_argument("--experiment", default=None,
-                    help="members: a finished experiment (results/NAME) to read")
+                    help="members, seeds: a finished experiment (results/NAME) to read")
     args = ap.parse_args(argv)
     opts = Options(quick=args.quick, real=args.real, out=Path(args.out), model=args.model,
                    gpus_per_replica=args.gpus_per_replica, rebuild=args.rebuild,

@@ -38,7 +38,7 @@ class Options:
     model: str | None = None  # inference, serve: an existing model.pt (or its folder)
     gpus_per_replica: float = 0.0  # serve: replicas on (a share of) a GPU
     rebuild: bool = False  # search: retrain its cached table of learning curves
-    experiment: str | None = None  # members: a finished experiment's folder
+    experiment: str | None = None  # members, seeds: a finished experiment's folder
 
     @property
     def runs(self) -> Path:
@@ -156,13 +156,14 @@ def job_pool() -> ProcessPoolExecutor:
 
 def train_job(data: str, cfg_dict: dict, split: tuple[str, ...], until: int | None,
               evaluate_on: str, train_fraction: float = 1.0, fraction_seed: int = 0,
-              views: bool = False) -> dict:
+              views: bool = False, split_seed: int = 0, splits_csv: str | None = None) -> dict:
     """One training run with the project's loop, one thread, meant for a fresh worker
     process: -> its per-epoch validation F1 (when training on train only) and its final
     metrics on `evaluate_on`. `train_fraction`: keep that share of the training rows
     (whole identities drawn at random) for learning curves. `views`: also P(male) of each
     `evaluate_on` picture as it is and mirrored (`gender.ensemble.view_probs`), and the
-    labels, for comparing export recipes."""
+    labels, for comparing export recipes. `split_seed`, `splits_csv`: an experiment's own
+    split (`gender.pipeline.prepare`)."""
     import numpy as np
 
     from gender.config import TrainConfig
@@ -171,7 +172,8 @@ def train_job(data: str, cfg_dict: dict, split: tuple[str, ...], until: int | No
 
     torch.set_num_threads(1)
     cfg = TrainConfig.from_dict(cfg_dict)
-    prep = prepare(data, cfg.image_size, crop=cfg.crop)
+    prep = prepare(data, cfg.image_size, split_seed=split_seed, splits_csv=splits_csv,
+                   crop=cfg.crop)
     if train_fraction < 1.0:
         rows = prep.data.splits["train"]
         ids = prep.splits.set_index("image").loc[[prep.index.samples[i].name for i in rows],

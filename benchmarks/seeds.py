@@ -6,22 +6,47 @@ first). From scratch on a few thousand faces one seed's validation accuracy move
 than a point; an average of seeds moves less and sits higher. This measures both: each
 seed alone, and the mean (and range) over every subset of k seeds, with the mirrored
 picture as the export uses it, plus each recipe's calibration error.
+
+`--experiment results/NAME` asks the same of a finished `gender tune`'s best trial: its
+configuration, to its peak epoch as its retrain trains it, on the experiment's own split,
+with its trial's seed and three more; and what the same spend one image size up (32 px
+more a side) buys on the first two seeds: where more training of the best configuration
+would take an export.
 """
 
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 
 from benchmarks.common import REAL_DATA, Options, data_dir, fmt_table, job_pool, train_job
 
-__all__ = ["run"]
+__all__ = ["run", "best_trial"]
 
 # The default configuration, its 20-epoch schedule stopped at epoch 12: where its trial's
 # validation F1 peaked on the CelebA faces, so where its retrain stops.
 FULL = {"epochs": 20, "until": 12, "seeds": 6, "overrides": {}}
 QUICK = {"epochs": 2, "until": 2, "seeds": 3, "overrides": {"image_size": 32, "width": 0.125}}
+# --experiment: seeds of its best trial's configuration, and how many of them again one
+# size up.
+EXPERIMENT = {"seeds": 4, "larger": 2}
+
+
+def best_trial(path: str) -> dict:
+    """A finished experiment's best trial, as its retrain plans it: configuration, peak
+    epoch, and where its data and split are."""
+    from tuning.experiment import search_results
+    from tuning.retrain import retrain_plan
+    from tuning.settings import TuneSettings
+
+    exp = Path(path)
+    settings = TuneSettings.load(exp)
+    best = retrain_plan(search_results(settings), settings, limit=1)[0]
+    return {"trial_id": best["trial_id"], "config": best["config"], "until": best["until"],
+            "data": str(settings.data),
+            "split": {"split_seed": settings.split_seed, "splits_csv": str(exp / "splits.csv")}}
 
 
 def run(opts: Options) -> dict:
@@ -29,18 +54,31 @@ def run(opts: Options) -> dict:
     from gender.ensemble import combine
     from gender.metrics import binary_metrics, calibration
 
-    data = data_dir(opts, "seeds")
-    if data is None:
-        return {"skipped": f"--real: {REAL_DATA} is absent"}
-    p = QUICK if opts.quick else FULL
-    base = TrainConfig(**{**p["overrides"], "epochs": p["epochs"]}).to_dict()
-    seeds = list(range(p["seeds"]))
-    print(f"seeds: the default configuration ({p['until']} of {p['epochs']} scheduled epochs) "
-          f"with seeds {seeds}, on the training split of {data}", flush=True)
+    trial = best_trial(opts.experiment) if opts.experiment else None
+    if trial:
+        data, base, until, split = trial["data"], trial["config"], trial["until"], trial["split"]
+        seeds = [(base["seed"] + i) % 2**32 for i in range(EXPERIMENT["seeds"])]
+        larger = {**base, "image_size": base["image_size"] + 32}
+        what = f"{opts.experiment}'s best trial {trial['trial_id']}"
+    else:
+        data = data_dir(opts, "seeds")
+        if data is None:
+            return {"skipped": f"--real: {REAL_DATA} is absent"}
+        p = QUICK if opts.quick else FULL
+        base = TrainConfig(**{**p["overrides"], "epochs": p["epochs"]}).to_dict()
+        until, split, larger = p["until"], {}, None
+        seeds = list(range(p["seeds"]))
+        what = "the default configuration"
+    up = seeds[:EXPERIMENT["larger"]] if larger else []
+    print(f"seeds: {what} ({until} of {base['epochs']} scheduled epochs) with seeds {seeds}"
+          + (f", and seeds {up} at {larger['image_size']} px" if up else "")
+          + f", on the training split of {data}", flush=True)
     with job_pool() as pool:
-        futures = [pool.submit(train_job, str(data), {**base, "seed": s}, ("train",),
-                               p["until"], "val", views=True) for s in seeds]
-        runs = [f.result() for f in futures]
+        futures = [pool.submit(train_job, str(data), {**cfg, "seed": s}, ("train",), until,
+                               "val", views=True, **split)
+                   for cfg, s in [(base, s) for s in seeds] + [(larger, s) for s in up]]
+        done = [f.result() for f in futures]
+    runs, up_runs = done[:len(seeds)], done[len(seeds):]
     views, y = [r["views"] for r in runs], runs[0]["labels"].astype(int)
 
     def scores(prob: np.ndarray) -> dict:
@@ -79,6 +117,25 @@ def run(opts: Options) -> dict:
     print(f"seeds: two seeds averaged {gain * 100:+.2f} points of validation accuracy over "
           f"one, on average over {len(seeds)} seeds; {better} of {len(pairs)} pairs above "
           f"their two seeds' mean accuracy, {lower_nll} of {len(pairs)} with a lower NLL")
-    return {"data": str(data), "config": base, "until": p["until"], "n_val": int(len(y)),
-            "single": single, "rows": rows, "pairs": pairs, "gain_of_two_seeds": gain,
-            "pairs_above_their_seeds": better, "pairs_with_lower_nll": lower_nll}
+    out = {"data": str(data), "config": base, "until": until, "n_val": int(len(y)),
+           "single": single, "rows": rows, "pairs": pairs, "gain_of_two_seeds": gain,
+           "pairs_above_their_seeds": better, "pairs_with_lower_nll": lower_nll,
+           "train_seconds": [r["seconds"] for r in runs]}
+    if trial:
+        out["experiment"], out["trial_id"] = opts.experiment, trial["trial_id"]
+    if up_runs:
+        own = [scored[(i,)]["accuracy"] for i in range(len(up))]
+        bigger = [scores(combine([r["views"]], 1, tta=True))["accuracy"] for r in up_runs]
+        pair = scores(combine([r["views"] for r in up_runs], len(up_runs), tta=True))
+        cost = np.mean([r["seconds"] for r in up_runs]) / np.mean(out["train_seconds"][:len(up)])
+        out["larger"] = {"image_size": larger["image_size"], "seeds": up, "accuracy": bigger,
+                         "accuracy_at_own_size": own, "average": pair["accuracy"],
+                         "average_at_own_size": scored[tuple(range(len(up)))]["accuracy"],
+                         "train_seconds": [r["seconds"] for r in up_runs],
+                         "time_ratio": float(cost)}
+        print(f"seeds: at {larger['image_size']} px, seeds {up} with the flip "
+              f"{', '.join(f'{a:.4f}' for a in bigger)} (at {base['image_size']} px "
+              f"{', '.join(f'{a:.4f}' for a in own)}), averaged {pair['accuracy']:.4f} "
+              f"({out['larger']['average_at_own_size']:.4f}), for {cost:.1f} times the "
+              f"training time")
+    return out

@@ -98,6 +98,26 @@ def test_retrain_used_train_plus_val_and_tested_once(experiment):
         assert np.isfinite(m[key]), key
 
 
+def test_the_seeds_benchmark_trains_the_best_trial_as_the_retrain_does_on_its_split(
+        experiment):
+    from benchmarks.seeds import best_trial
+    from gender.pipeline import prepare
+
+    settings, _, trials = experiment
+    exp = settings.exp_dir
+    t = best_trial(str(exp))
+    config = json.loads((exp / "best" / "config.json").read_text())["members"][0]
+    assert (t["trial_id"], t["config"]) == (config["trial_id"], config["config"])
+    row = trials[trials["trial_id"].astype(str) == t["trial_id"]].iloc[0]
+    assert t["until"] == int(row["best_epoch"]) == config["retrain_epochs"]
+    # Its training runs see the experiment's own validation faces, not a fresh split's.
+    assert t["split"] == {"split_seed": settings.split_seed,
+                          "splits_csv": str(exp / "splits.csv")}
+    prep = prepare(t["data"], t["config"]["image_size"], crop=t["config"]["crop"], **t["split"])
+    val = pd.read_csv(exp / "splits.csv").query("split == 'val'")["image"]
+    assert [prep.index.samples[i].name for i in prep.data.splits["val"]] == list(val)
+
+
 def test_best_model_files_load_and_predict_well_above_chance(experiment, synth_data):
     exp = experiment[0].exp_dir
     for name in ("model.pt", "config.json", "metrics.json", "splits.csv",
