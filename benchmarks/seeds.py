@@ -58,7 +58,9 @@ def run(opts: Options) -> dict:
     if trial:
         data, base, until, split = trial["data"], trial["config"], trial["until"], trial["split"]
         seeds = [(base["seed"] + i) % 2**32 for i in range(EXPERIMENT["seeds"])]
-        larger = {**base, "image_size": base["image_size"] + 32}
+        # One size up, where the configuration allows one (image sizes stop at 512 px).
+        larger = ({**base, "image_size": base["image_size"] + 32}
+                  if base["image_size"] + 32 <= 512 else None)
         what = f"{opts.experiment}'s best trial {trial['trial_id']}"
     else:
         data = data_dir(opts, "seeds")
