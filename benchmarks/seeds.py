@@ -88,8 +88,13 @@ def run(opts: Options) -> dict:
         return {"accuracy": binary_metrics(y, prob)["accuracy"], "ece": c["ece"],
                 "nll": c["nll"]}
 
-    # Every subset of the seeds, averaged with the flip as the export averages its members.
-    scored = {c: scores(combine([views[i] for i in c], len(c), tta=True))
+    def averaged(members: list[np.ndarray]) -> dict:
+        """Scores of the members' mean P(male) over each picture and its mirror image, as
+        the export averages its members."""
+        return scores(combine(members, len(members), tta=True))
+
+    # Every subset of the seeds, averaged with the flip.
+    scored = {c: averaged([views[i] for i in c])
               for k in range(1, len(seeds) + 1)
               for c in itertools.combinations(range(len(seeds)), k)}
     single = [{"seed": s, "accuracy_plain": scores(views[i][0])["accuracy"], **scored[(i,)]}
@@ -127,8 +132,8 @@ def run(opts: Options) -> dict:
         out["experiment"], out["trial_id"] = opts.experiment, trial["trial_id"]
     if up_runs:
         own = [scored[(i,)]["accuracy"] for i in range(len(up))]
-        bigger = [scores(combine([r["views"]], 1, tta=True))["accuracy"] for r in up_runs]
-        pair = scores(combine([r["views"] for r in up_runs], len(up_runs), tta=True))
+        bigger = [averaged([r["views"]])["accuracy"] for r in up_runs]
+        pair = averaged([r["views"] for r in up_runs])
         cost = np.mean([r["seconds"] for r in up_runs]) / np.mean(out["train_seconds"][:len(up)])
         out["larger"] = {"image_size": larger["image_size"], "seeds": up, "accuracy": bigger,
                          "accuracy_at_own_size": own, "average": pair["accuracy"],
